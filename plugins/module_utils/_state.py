@@ -1,0 +1,320 @@
+# -*- coding: utf-8 -*-
+# Copyright: tradeops.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Host-side state of a stack: one directory per stack under /var/lib/tradeops.
+
+Private to the collection. Every module that remembers something between runs
+(release history, manifests, paper blocks, the deploy lock, the audit log,
+Prometheus textfiles) goes through this file so that the layout, the atomic
+write and the locking exist once:
+
+    /var/lib/tradeops/<stack>/
+        audit.log              append-only JSON lines (one per action)
+        lock.json              the deploy lock (absent when free)
+        releases/<svc>.json    per-service release history (rollout)
+        manifests/             stack release manifests
+        blocks/active.json     the active paper block (paper_block; rollout reads it)
+        blocks/<id>.json       every block ever opened
+        reports/               block reports
+        metrics/*.prom         textfiles for node-exporter's textfile collector
+
+State lives on the Docker host, not the controller, so it survives the loss
+of the controller. Writes go to a temporary file in the same directory,
+fsync, then rename: a crash leaves the old or the new file, never half of one.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import fcntl
+import getpass
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+from contextlib import contextmanager
+
+DEFAULT_STATE_ROOT = "/var/lib/tradeops"
+STACK_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+SUBDIRS = ("releases", "manifests", "blocks", "reports", "metrics")
+
+
+class StateError(Exception):
+    """A state file or directory cannot be used; the message says which and why."""
+
+
+def utcnow():
+    return time.time()
+
+
+def iso(ts):
+    """Seconds since the epoch as an ISO 8601 UTC string (what humans and reports read)."""
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def atomic_write_text(path, text, mode=0o640):
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    # fsync the directory so the rename itself survives a power loss
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path, data, mode=0o640):
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=mode)
+
+
+def read_json(path, default=None):
+    """The parsed file, or ``default`` when it does not exist. A corrupt file is an error, never ``default``."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except IOError as exc:
+        if exc.errno == errno.ENOENT:
+            return default
+        raise StateError("cannot read state file %s: %s" % (path, exc))
+    except ValueError as exc:
+        raise StateError("state file %s is not valid JSON (%s); inspect it before removing it" % (path, exc))
+
+
+def prom_escape(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def prom_line(name, value, labels=None):
+    """One sample in the Prometheus text exposition format."""
+    if labels:
+        inner = ",".join('%s="%s"' % (k, prom_escape(v)) for k, v in sorted(labels.items()))
+        return "%s{%s} %s" % (name, inner, _prom_value(value))
+    return "%s %s" % (name, _prom_value(value))
+
+
+def _prom_value(value):
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if value is None:
+        return "NaN"
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def caller_identity():
+    """Who and from where, for the audit log. AWX sets the job's user in the environment."""
+    user = os.environ.get("AWX_USER") or os.environ.get("TRADEOPS_OPERATOR") or os.environ.get("SUDO_USER")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except Exception:  # no passwd entry inside some containers
+            user = str(os.getuid())
+    return {"user": user, "host": socket.gethostname()}
+
+
+class StackState:
+    """The state directory of one stack on this host."""
+
+    def __init__(self, stack, root=DEFAULT_STATE_ROOT):
+        if not isinstance(stack, str) or not STACK_NAME_RE.match(stack):
+            raise StateError(
+                "stack name %r is invalid: expected 1-40 characters, lower-case letters, digits, '-' or '_', "
+                "starting with a letter" % (stack,)
+            )
+        self.stack = stack
+        self.root = root
+        self.path = os.path.join(root, stack)
+
+    def sub(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    def ensure(self):
+        """Create the directory tree (idempotent). metrics/ is world-readable for node-exporter."""
+        try:
+            for name in ("",) + SUBDIRS:
+                path = self.sub(name) if name else self.path
+                if not os.path.isdir(path):
+                    os.makedirs(path, mode=0o750)
+            os.chmod(self.sub("metrics"), 0o755)
+        except OSError as exc:
+            raise StateError("cannot create state directory %s: %s (is the state root writable?)" % (self.path, exc))
+        return self
+
+    def exists(self):
+        return os.path.isdir(self.path)
+
+    @contextmanager
+    def mutex(self, name="state"):
+        """An exclusive flock serialising read-modify-write cycles between concurrent runs."""
+        self.ensure()
+        handle = open(self.sub(".%s.mutex" % name), "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    # -- audit log ---------------------------------------------------------------
+    def audit(self, action, result, **fields):
+        """Append one JSON line: who, from where, what, result. Never pass secrets here."""
+        self.ensure()
+        event = {"ts": iso(utcnow()), "stack": self.stack, "action": action, "result": result}
+        event.update(caller_identity())
+        event.update(fields)
+        line = json.dumps(event, sort_keys=True, default=str) + "\n"
+        fd = os.open(self.sub("audit.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return event
+
+    def read_audit(self, limit=None):
+        try:
+            with open(self.sub("audit.log")) as handle:
+                events = [json.loads(line) for line in handle if line.strip()]
+        except IOError as exc:
+            if exc.errno == errno.ENOENT:
+                return []
+            raise
+        return events[-limit:] if limit else events
+
+    # -- paper blocks (written by paper_block, read by rollout for the freeze) -----
+    def active_block(self):
+        return read_json(self.sub("blocks", "active.json"))
+
+    # -- Prometheus textfiles --------------------------------------------------------
+    def write_metrics(self, name, lines):
+        """Write metrics/<name>.prom atomically, world-readable for node-exporter."""
+        self.ensure()
+        path = self.sub("metrics", "%s.prom" % name)
+        atomic_write_text(path, "\n".join(lines) + "\n", mode=0o644)
+        return path
+
+
+def pid_alive(pid):
+    try:
+        os.kill(int(pid), 0)
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+class DeployLock:
+    """A host lock with holder, reason, TTL and wait, in <state>/lock.json.
+
+    A lock is *stale* when its TTL has passed, or when it records an owner
+    process on this very host that no longer exists (a killed ansible-playbook).
+    A stale lock is reported, never silently stolen: the caller must pass
+    ``take_over_stale=True``, and the take-over is audited.
+    """
+
+    def __init__(self, state):
+        self.state = state
+        self.file = state.sub("lock.json")
+
+    def read(self):
+        return read_json(self.file)
+
+    def staleness(self, lock, now=None):
+        """Why ``lock`` is stale, or None when it is live."""
+        now = utcnow() if now is None else now
+        if lock.get("expires_at") is not None and now >= lock["expires_at"]:
+            return "TTL expired at %s" % iso(lock["expires_at"])
+        pid, host = lock.get("owner_pid"), lock.get("owner_host")
+        if pid and host == socket.gethostname() and not pid_alive(pid):
+            return "owner process %s on %s is gone" % (pid, host)
+        return None
+
+    def status(self):
+        lock = self.read()
+        if not lock:
+            return {"held": False, "stale": False}
+        reason = self.staleness(lock)
+        return dict(lock, held=True, stale=reason is not None, stale_reason=reason)
+
+    def acquire(self, holder, reason, ttl, wait=0, poll=0.5, take_over_stale=False, owner_pid=None, owner_host=None):
+        """Take the lock or raise StateError naming the holder. Re-acquiring one's own lock renews it.
+
+        Returns ``(lock, changed, taken_over)``.
+        """
+        if not holder:
+            raise StateError("lock holder must be a non-empty string")
+        if ttl <= 0:
+            raise StateError("lock ttl must be a positive number of seconds, got %r" % (ttl,))
+        deadline = utcnow() + max(0, wait)
+        while True:
+            with self.state.mutex("lock"):
+                current = self.read()
+                taken_over = None
+                if current and current.get("holder") != holder:
+                    stale = self.staleness(current)
+                    if stale and take_over_stale:
+                        taken_over = dict(current, stale_reason=stale)
+                    elif utcnow() >= deadline:
+                        raise StateError(self._held_message(current, stale))
+                    else:
+                        current = "wait"
+                if current != "wait":
+                    now = utcnow()
+                    lock = {
+                        "holder": holder,
+                        "reason": reason,
+                        "acquired_at": now if not current or taken_over else current.get("acquired_at", now),
+                        "expires_at": now + ttl,
+                        "owner_pid": owner_pid,
+                        "owner_host": owner_host,
+                    }
+                    atomic_write_json(self.file, lock)
+                    if taken_over:
+                        self.state.audit("lock_take_over", "ok", holder=holder, reason=reason, previous=taken_over)
+                    self.state.audit("lock_acquire", "ok", holder=holder, reason=reason, ttl=ttl)
+                    return lock, not current or bool(taken_over), taken_over
+            time.sleep(poll)
+
+    def release(self, holder, force=False):
+        """Release the lock. Returns False when it was already free; raises when someone else holds it."""
+        with self.state.mutex("lock"):
+            current = self.read()
+            if not current:
+                return False
+            if current.get("holder") != holder and not force:
+                raise StateError(
+                    "deploy lock is held by %r (reason: %s), not by %r; pass force to release it anyway"
+                    % (current.get("holder"), current.get("reason"), holder)
+                )
+            os.unlink(self.file)
+            self.state.audit("lock_release", "ok", holder=holder, forced=bool(force), previous_holder=current.get("holder"))
+            return True
+
+    def _held_message(self, lock, stale):
+        msg = "deploy lock on stack %r is held by %r since %s (reason: %s)" % (
+            self.state.stack,
+            lock.get("holder"),
+            iso(lock.get("acquired_at")),
+            lock.get("reason"),
+        )
+        if stale:
+            return msg + "; the lock is STALE (%s): re-run with take-over of stale locks to take it" % stale
+        return msg + "; it expires at %s. Wait for it (lock wait) or ask the holder." % iso(lock.get("expires_at"))
