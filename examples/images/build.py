@@ -59,7 +59,7 @@ def image_label(tag: str) -> str | None:
     return res.stdout.strip() if res.returncode == 0 else None
 
 
-def hash_tree(root: Path, h: "hashlib._Hash") -> None:
+def hash_tree(root: Path, h: hashlib._Hash) -> None:
     for path in sorted(root.rglob("*")):
         if path.is_dir() or SKIP_PARTS.intersection(path.parts):
             continue
@@ -140,7 +140,17 @@ def build_busybox(tag: str, digest: str) -> None:
 
 
 def build_dockerfile(img: Image, variant: dict, digest: str) -> None:
-    cmd = ["docker", "build", "-q", "-f", str(img.dockerfile), "-t", variant["tag"], "--label", f"{HASH_LABEL}={digest}"]
+    cmd = [
+        "docker",
+        "build",
+        "-q",
+        "-f",
+        str(img.dockerfile),
+        "-t",
+        variant["tag"],
+        "--label",
+        f"{HASH_LABEL}={digest}",
+    ]
     for key, value in variant.get("args", {}).items():
         cmd += ["--build-arg", f"{key}={value}"]
     cmd.append(str(img.context))
@@ -172,12 +182,14 @@ def main() -> int:
         if name in hashes:
             return
         if name in stack:
-            sys.exit(f"ERROR: image dependency cycle: {' -> '.join(stack + (name,))}")
+            sys.exit(f"ERROR: image dependency cycle: {' -> '.join((*stack, name))}")
         img = images[name]
         for parent in img.parents:
             if parent not in images:
-                sys.exit(f"ERROR: {img.dockerfile} builds FROM tradeops/{parent}, which has no examples/images/{parent}/")
-            ensure(parent, stack + (name,))
+                sys.exit(
+                    f"ERROR: {img.dockerfile} builds FROM tradeops/{parent}, which has no examples/images/{parent}/"
+                )
+            ensure(parent, (*stack, name))
         parent_hashes = [hashes[p] for p in img.parents]
         for variant in img.variants:
             digest = img.content_hash(variant, parent_hashes)

@@ -36,7 +36,7 @@ import re
 import socket
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 DEFAULT_STATE_ROOT = "/var/lib/tradeops"
 STACK_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -69,10 +69,8 @@ def atomic_write_text(path, text, mode=0o640):
         os.chmod(tmp, mode)
         os.rename(tmp, path)
     except BaseException:
-        try:
+        with suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     # fsync the directory so the rename itself survives a power loss
     dir_fd = os.open(directory, os.O_RDONLY)
@@ -149,11 +147,11 @@ class StackState:
     def ensure(self):
         """Create the directory tree (idempotent). metrics/ is world-readable for node-exporter."""
         try:
-            for name in ("",) + SUBDIRS:
+            for name in ("", *SUBDIRS):
                 path = self.sub(name) if name else self.path
                 if not os.path.isdir(path):
                     os.makedirs(path, mode=0o750)
-            os.chmod(self.sub("metrics"), 0o755)
+            os.chmod(self.sub("metrics"), 0o755)  # noqa: S103 - node-exporter (another uid) reads it
         except OSError as exc:
             raise StateError("cannot create state directory %s: %s (is the state root writable?)" % (self.path, exc))
         return self
@@ -165,7 +163,7 @@ class StackState:
     def mutex(self, name="state"):
         """An exclusive flock serialising read-modify-write cycles between concurrent runs."""
         self.ensure()
-        handle = open(self.sub(".%s.mutex" % name), "a")
+        handle = open(self.sub(".%s.mutex" % name), "a")  # noqa: SIM115 - held across the yield
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
@@ -305,7 +303,9 @@ class DeployLock:
                     % (current.get("holder"), current.get("reason"), holder)
                 )
             os.unlink(self.file)
-            self.state.audit("lock_release", "ok", holder=holder, forced=bool(force), previous_holder=current.get("holder"))
+            self.state.audit(
+                "lock_release", "ok", holder=holder, forced=bool(force), previous_holder=current.get("holder")
+            )
             return True
 
     def _held_message(self, lock, stale):
