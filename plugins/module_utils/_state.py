@@ -42,6 +42,21 @@ DEFAULT_STATE_ROOT = "/var/lib/tradeops"
 STACK_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 SUBDIRS = ("releases", "manifests", "blocks", "reports", "metrics")
 
+# Options shared by every module that keeps host state; documented by the
+# doc fragment tradeops.stack.state (plugins/doc_fragments/state.py).
+STATE_ARG_SPEC = dict(
+    stack=dict(type="str", required=True),
+    state_root=dict(type="path", default=DEFAULT_STATE_ROOT),
+)
+
+# Labels every container the collection starts carries: a re-run recognises
+# what is already there, and paper_block snapshots the manifest from them.
+LABEL_STACK = "tradeops.stack"
+LABEL_SERVICE = "tradeops.service"
+LABEL_COLOUR = "tradeops.colour"  # blue | green for blue_green, "main" otherwise
+LABEL_RELEASE = "tradeops.release"  # release id of the service (see rollout)
+LABEL_SPEC_HASH = "tradeops.spec-hash"  # hash of the desired container spec
+
 
 class StateError(Exception):
     """A state file or directory cannot be used; the message says which and why."""
