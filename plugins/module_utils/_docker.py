@@ -1,0 +1,529 @@
+# -*- coding: utf-8 -*-
+# Copyright: tradeops.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Docker SDK helpers shared by the collection's modules (private).
+
+- ``DOCKER_ARG_SPEC`` + doc fragment ``tradeops.stack.docker``: how to reach the engine;
+- ``get_client(params)``: a docker.DockerClient, or a readable error;
+- ``desired_spec(...)`` / ``spec_hash(spec)``: the normalised container spec a rollout
+  wants and the hash that goes into the ``tradeops.spec-hash`` label;
+- ``wait_healthy(...)``: the health gate (exact ``healthy`` comparison, optional HTTP
+  probe) that says *why* it failed (health log, exit code, OOM, probe status);
+- ``stack_manifest(client, stack)``: every container of a stack with its image id and
+  digest, spec hash, release, colour, state, health and restart count.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import json
+import os
+import re
+import time
+
+try:
+    import docker
+    from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+    HAS_DOCKER = True
+    DOCKER_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the host
+    HAS_DOCKER = False
+    DOCKER_IMPORT_ERROR = exc
+
+    class DockerException(Exception):
+        pass
+
+    APIError = NotFound = ImageNotFound = DockerException
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.tradeops.stack.plugins.module_utils._state import (
+    LABEL_COLOUR,
+    LABEL_RELEASE,
+    LABEL_SERVICE,
+    LABEL_SPEC_HASH,
+    LABEL_STACK,
+)
+
+# Paired with plugins/doc_fragments/docker.py.
+DOCKER_ARG_SPEC = dict(
+    docker_host=dict(
+        type="str",
+        default="unix:///var/run/docker.sock",
+        fallback=(env_fallback, ["DOCKER_HOST"]),
+        aliases=["docker_url"],
+    ),
+    api_timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
+)
+
+LABEL_ROLE = "tradeops.role"  # "service" or "proxy"
+SPEC_VERSION = 1  # bump when the meaning of the spec changes (forces one roll)
+MASK = "********"
+
+
+class DockerError(Exception):
+    """Something on the engine is not as expected; the message says what and what to do."""
+
+
+def get_client(params):
+    if not HAS_DOCKER:
+        raise DockerError("the Docker SDK for Python is required (pip install docker): %s" % DOCKER_IMPORT_ERROR)
+    try:
+        client = docker.DockerClient(base_url=params["docker_host"], timeout=params["api_timeout"])
+        client.ping()
+    except DockerException as exc:
+        raise DockerError(
+            "cannot reach the Docker engine at %s: %s (is dockerd running and the socket readable?)"
+            % (params["docker_host"], exc)
+        )
+    return client
+
+
+# -- durations and sizes --------------------------------------------------------------
+_DUR_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|s|m|h)")
+_DUR_NS = {"ns": 1, "us": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def duration_ns(value):
+    """'5s', '1m30s', '500ms', 5 (seconds) -> nanoseconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value * 10**9)
+    text = str(value).strip()
+    if re.match(r"^\d+(\.\d+)?$", text):
+        return int(float(text) * 10**9)
+    parts = _DUR_RE.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError("invalid duration %r: expected e.g. 5s, 500ms, 1m30s" % (value,))
+    return int(sum(float(n) * _DUR_NS[u] for n, u in parts))
+
+
+def health_budget(healthcheck):
+    """start_period + interval x retries in seconds: the least time a gate needs (None when unknown)."""
+    if not healthcheck or healthcheck.get("Test") in (None, [], ["NONE"]):
+        return None
+    interval = (healthcheck.get("Interval") or 30 * 10**9) / 1e9
+    retries = healthcheck.get("Retries") or 3
+    start = (healthcheck.get("StartPeriod") or 0) / 1e9
+    return start + interval * retries
+
+
+# -- names and labels -----------------------------------------------------------------
+def container_name(stack, service, slot=None):
+    """<stack>-<service>[-<slot>] with slot in blue|green|next|prev|proxy."""
+    base = "%s-%s" % (stack, service.replace("_", "-"))
+    return "%s-%s" % (base, slot) if slot else base
+
+
+def stack_labels(stack, service, colour, release, spec_hash_value, role="service", extra=None):
+    labels = dict(extra or {})
+    labels.update(
+        {
+            LABEL_STACK: stack,
+            LABEL_SERVICE: service,
+            LABEL_COLOUR: colour,
+            LABEL_RELEASE: release,
+            LABEL_SPEC_HASH: spec_hash_value,
+            LABEL_ROLE: role,
+        }
+    )
+    return labels
+
+
+def service_containers(client, stack, service, role="service"):
+    """All containers (running or not) of one service, proxies excluded unless role='proxy'."""
+    found = client.containers.list(
+        all=True, filters={"label": ["%s=%s" % (LABEL_STACK, stack), "%s=%s" % (LABEL_SERVICE, service)]}
+    )
+    return [c for c in found if c.labels.get(LABEL_ROLE, "service") == role]
+
+
+# -- the desired spec --------------------------------------------------------------------
+def parse_port(item, default_bind):
+    """'[ip:]host:container[/proto]' or 'container' -> (container_key, (ip, host)) for the SDK."""
+    text = str(item)
+    proto = "tcp"
+    if "/" in text:
+        text, proto = text.rsplit("/", 1)
+    parts = text.split(":")
+    if len(parts) == 1:
+        ip, host, cont = default_bind, None, parts[0]
+    elif len(parts) == 2:
+        ip, host, cont = default_bind, parts[0], parts[1]
+    elif len(parts) == 3:
+        ip, host, cont = parts
+    else:
+        raise ValueError("invalid published port %r: expected [ip:]host:container[/proto]" % (item,))
+    if not cont.isdigit() or (host and not host.isdigit()):
+        raise ValueError("invalid published port %r: ports must be numbers" % (item,))
+    return "%s/%s" % (cont, proto), (ip or default_bind, int(host) if host else None)
+
+
+def fingerprint(key, data):
+    """A keyed hash of secret content: changes when the secret changes, useless to brute-force without the key."""
+    import hmac
+
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def desired_spec(params, image_id, secret_fps):
+    """The normalised, hashable description of the container a service should run.
+
+    ``secret_fps`` maps secret name -> keyed fingerprint of its content (never the value).
+    """
+    hc = params.get("healthcheck")
+    healthcheck = None
+    if hc:
+        test = hc["test"]
+        if isinstance(test, str):
+            test = ["CMD-SHELL", test]
+        healthcheck = {
+            "Test": list(test),
+            "Interval": duration_ns(hc.get("interval") or "30s"),
+            "Timeout": duration_ns(hc.get("timeout") or "30s"),
+            "Retries": int(hc.get("retries") or 3),
+            "StartPeriod": duration_ns(hc.get("start_period") or 0),
+        }
+    res = params["resources"]
+    ports = {}
+    for item in params.get("published_ports") or []:
+        key, binding = parse_port(item, params["publish_address"])
+        ports[key] = [binding[0], binding[1]]
+    log = params.get("log") or {}
+    return {
+        "v": SPEC_VERSION,
+        "image": params["image"],
+        "image_id": image_id,
+        "command": params.get("command"),
+        "entrypoint": params.get("entrypoint"),
+        "env": dict(sorted((params.get("env") or {}).items())),
+        "secrets": dict(sorted(secret_fps.items())),
+        "volumes": sorted(params.get("volumes") or []),
+        "networks": [{"name": n["name"], "aliases": sorted(n.get("aliases") or [])} for n in params["networks"]],
+        "ports": dict(sorted(ports.items())),
+        "labels": dict(sorted((params.get("labels") or {}).items())),
+        "user": params.get("user"),
+        "read_only": params["read_only"],
+        "tmpfs": sorted(params.get("tmpfs") or []),
+        "cap_drop": sorted(params.get("cap_drop") or []),
+        "cap_add": sorted(params.get("cap_add") or []),
+        "security_opt": sorted(params.get("security_opt") or []),
+        "memory": str(res["memory"]),
+        "cpus": float(res["cpus"]),
+        "pids": int(res["pids"]),
+        "healthcheck": healthcheck,
+        "restart_policy": params["restart_policy"],
+        "stop_timeout": params["stop_timeout"],
+        "log": {
+            "driver": log.get("driver") or "json-file",
+            "options": {
+                k: str(v) for k, v in sorted((log.get("options") or {"max-size": "10m", "max-file": "3"}).items())
+            },
+        },
+    }
+
+
+def spec_hash(spec):
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
+
+
+def masked_spec(spec):
+    """The spec for diffs, returns and release history: secret fingerprints replaced by a mask."""
+    if spec is None:
+        return None
+    out = dict(spec)
+    out["secrets"] = dict.fromkeys(spec.get("secrets") or {}, MASK)
+    return out
+
+
+def create_kwargs(spec, name, labels, secrets_dir, first_network):
+    """docker-py containers.create() keyword arguments for ``spec``."""
+    volumes = list(spec["volumes"])
+    for secret in spec["secrets"]:
+        volumes.append("%s:/run/secrets/%s:ro" % (os.path.join(secrets_dir, secret), secret))
+    tmpfs = {}
+    for item in spec["tmpfs"]:
+        path, _, opts = item.partition(":")
+        tmpfs[path] = opts or "rw,noexec,nosuid,size=64m"
+    ports = {}
+    for key, (ip, host) in spec["ports"].items():
+        ports[key] = (ip, host) if host else (ip,)
+    kwargs = dict(
+        image=spec["image_id"],
+        name=name,
+        command=spec["command"],
+        entrypoint=spec["entrypoint"],
+        environment=spec["env"],
+        labels=labels,
+        user=spec["user"] or None,
+        read_only=spec["read_only"],
+        tmpfs=tmpfs or None,
+        cap_drop=spec["cap_drop"] or None,
+        cap_add=spec["cap_add"] or None,
+        security_opt=spec["security_opt"] or None,
+        mem_limit=spec["memory"],
+        nano_cpus=int(spec["cpus"] * 1e9),
+        pids_limit=spec["pids"],
+        restart_policy={"Name": spec["restart_policy"]},
+        stop_signal=None,
+        log_config={"Type": spec["log"]["driver"], "Config": spec["log"]["options"]},
+        volumes=volumes or None,
+        ports=ports or None,
+        network=first_network["name"] if first_network else None,
+        detach=True,
+    )
+    if spec["healthcheck"]:
+        hc = spec["healthcheck"]
+        kwargs["healthcheck"] = {
+            "test": hc["Test"],
+            "interval": hc["Interval"],
+            "timeout": hc["Timeout"],
+            "retries": hc["Retries"],
+            "start_period": hc["StartPeriod"],
+        }
+    kwargs["stop_timeout"] = spec["stop_timeout"]
+    if first_network and first_network.get("aliases"):
+        kwargs["networking_config"] = {
+            first_network["name"]: {"Aliases": first_network["aliases"]},
+        }
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def ensure_network(client, name, stack, check_mode=False):
+    """Create a user-defined bridge network if missing. Returns True when it was (or would be) created."""
+    if client.networks.list(names=[name]):
+        return False
+    if not check_mode:
+        client.networks.create(name, driver="bridge", labels={LABEL_STACK: stack}, check_duplicate=True)
+    return True
+
+
+def create_container(client, spec, name, labels, secrets_dir):
+    networks = spec["networks"]
+    first = networks[0] if networks else None
+    kwargs = create_kwargs(spec, name, labels, secrets_dir, first)
+    if kwargs.pop("networking_config", None):
+        kwargs["networking_config"] = {first["name"]: client.api.create_endpoint_config(aliases=first["aliases"])}
+    container = client.containers.create(**kwargs)
+    for extra in networks[1:]:
+        client.networks.get(extra["name"]).connect(container, aliases=extra.get("aliases") or None)
+    return container
+
+
+# -- inspection ----------------------------------------------------------------------
+def image_digest(client, image_id):
+    try:
+        image = client.images.get(image_id)
+    except (ImageNotFound, NotFound):
+        return None
+    digests = image.attrs.get("RepoDigests") or []
+    return digests[0] if digests else None
+
+
+def container_summary(client, container, digests=None):
+    attrs = container.attrs
+    state = attrs.get("State", {})
+    health = (state.get("Health") or {}).get("Status")
+    image_id = attrs.get("Image")
+    if digests is None:
+        digests = {}
+    if image_id not in digests:
+        digests[image_id] = image_digest(client, image_id)
+    labels = attrs.get("Config", {}).get("Labels") or {}
+    return {
+        "name": container.name,
+        "id": container.id[:12],
+        "service": labels.get(LABEL_SERVICE),
+        "role": labels.get(LABEL_ROLE, "service"),
+        "colour": labels.get(LABEL_COLOUR),
+        "release": labels.get(LABEL_RELEASE),
+        "spec_hash": labels.get(LABEL_SPEC_HASH),
+        "image": attrs.get("Config", {}).get("Image"),
+        "image_id": image_id,
+        "image_digest": digests[image_id],
+        "state": state.get("Status"),
+        "running": bool(state.get("Running")),
+        "health": health,
+        "restart_count": attrs.get("RestartCount", 0),
+        "exit_code": state.get("ExitCode"),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "started_at": state.get("StartedAt"),
+    }
+
+
+def stack_manifest(client, stack):
+    """Every container of ``stack`` (labelled tradeops.stack=<stack>), sorted by service then name.
+
+    Each entry: name, id, service, role (service|proxy), colour, release, spec_hash, image,
+    image_id, image_digest (repo digest or None for locally built images), state, running,
+    health (None when the container has no healthcheck), restart_count, exit_code,
+    oom_killed, started_at.
+    """
+    containers = client.containers.list(all=True, filters={"label": "%s=%s" % (LABEL_STACK, stack)})
+    digests = {}
+    out = [container_summary(client, c, digests) for c in containers]
+    return sorted(out, key=lambda c: (c["service"] or "", c["name"]))
+
+
+# -- the health gate -----------------------------------------------------------------
+def health_log_tail(attrs, lines=3):
+    log = ((attrs.get("State") or {}).get("Health") or {}).get("Log") or []
+    out = []
+    for entry in log[-lines:]:
+        output = (entry.get("Output") or "").strip().replace("\n", " | ")
+        out.append("exit %s: %s" % (entry.get("ExitCode"), output[:300]))
+    return out
+
+
+def logs_tail(container, lines=10):
+    try:
+        text = container.logs(tail=lines).decode("utf-8", "replace")
+    except (APIError, NotFound):
+        return []
+    return [line[:300] for line in text.splitlines()[-lines:]]
+
+
+def container_ip(attrs, network=None):
+    nets = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    if network and network in nets and nets[network].get("IPAddress"):
+        return nets[network]["IPAddress"]
+    for value in nets.values():
+        if value.get("IPAddress"):
+            return value["IPAddress"]
+    return None
+
+
+def http_probe(url, timeout=2.0):
+    """(status or None, error text or None)."""
+    try:
+        from urllib.request import urlopen
+        from urllib.error import HTTPError, URLError
+    except ImportError:  # pragma: no cover
+        return None, "urllib unavailable"
+    try:
+        with urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http URL built by the module
+            return resp.status, None
+    except HTTPError as exc:
+        return exc.code, None
+    except (URLError, OSError, ValueError) as exc:
+        return None, str(getattr(exc, "reason", exc))
+
+
+class GateResult:
+    def __init__(self, ok, reason=None, details=None, elapsed=0.0):
+        self.ok = ok
+        self.reason = reason
+        self.details = details or {}
+        self.elapsed = elapsed
+
+    def as_dict(self):
+        return {"passed": self.ok, "reason": self.reason, "elapsed": round(self.elapsed, 2), **self.details}
+
+
+def failure_details(container, attrs):
+    state = attrs.get("State") or {}
+    return {
+        "state": state.get("Status"),
+        "health": (state.get("Health") or {}).get("Status"),
+        "exit_code": state.get("ExitCode"),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "error": state.get("Error") or None,
+        "restart_count": attrs.get("RestartCount", 0),
+        "health_log": health_log_tail(attrs),
+        "logs": logs_tail(container),
+    }
+
+
+def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_running=1.0, stop_early=None):
+    """Wait until ``container`` is running, Docker reports exactly ``healthy`` (when it has a
+    healthcheck) and the optional HTTP probe answers the expected status.
+
+    Fails at once when the container exits, restarts, is removed or turns ``unhealthy``.
+    ``http``: dict(port, path, status, timeout) probed at the container's IP.
+    Returns a GateResult whose ``reason`` says why it failed.
+    """
+    start = time.monotonic()
+    last_probe = None
+    running_since = None
+    while True:
+        elapsed = time.monotonic() - start
+        try:
+            container.reload()
+        except NotFound:
+            return GateResult(False, "container %s was removed during the health gate" % container.name, {}, elapsed)
+        attrs = container.attrs
+        state = attrs.get("State") or {}
+        status = state.get("Status")
+        if status in ("exited", "dead") or (status == "restarting"):
+            why = "container %s %s (exit code %s%s%s)" % (
+                container.name,
+                "is restarting after a crash" if status == "restarting" else "exited during the health gate",
+                state.get("ExitCode"),
+                ", OOMKilled" if state.get("OOMKilled") else "",
+                ", error: %s" % state["Error"] if state.get("Error") else "",
+            )
+            return GateResult(False, why, failure_details(container, attrs), elapsed)
+        if attrs.get("RestartCount", 0) > 0:
+            return GateResult(
+                False,
+                "container %s restarted %s time(s) during the health gate (crash loop)"
+                % (container.name, attrs["RestartCount"]),
+                failure_details(container, attrs),
+                elapsed,
+            )
+        health = (state.get("Health") or {}).get("Status")
+        if health == "unhealthy":
+            tail = health_log_tail(attrs)
+            return GateResult(
+                False,
+                "container %s is unhealthy; last health checks: %s" % (container.name, "; ".join(tail) or "none"),
+                failure_details(container, attrs),
+                elapsed,
+            )
+        docker_ok = False
+        if status == "running":
+            if running_since is None:
+                running_since = time.monotonic()
+            # no healthcheck: running for min_running seconds; else exactly "healthy"
+            docker_ok = (time.monotonic() - running_since >= min_running) if health is None else health == "healthy"
+        probe_ok = True
+        if docker_ok and http:
+            ip = container_ip(attrs, network)
+            url = "http://%s:%s%s" % (ip, http["port"], http.get("path") or "/")
+            code, err = http_probe(url, http.get("timeout") or 2)
+            last_probe = {"url": url, "status": code, "error": err}
+            probe_ok = code == (http.get("status") or 200)
+        if docker_ok and probe_ok:
+            details = {"health": health}
+            if last_probe:
+                details["probe"] = last_probe
+            return GateResult(True, None, details, elapsed)
+        if stop_early is not None and stop_early():
+            return GateResult(False, "aborted", failure_details(container, attrs), elapsed)
+        if elapsed >= timeout:
+            details = failure_details(container, attrs)
+            if last_probe:
+                details["probe"] = last_probe
+            if health == "starting" or (health is None and not docker_ok):
+                why = "container %s did not become healthy within %ss (health: %s)" % (
+                    container.name,
+                    timeout,
+                    health or status,
+                )
+                tail = health_log_tail(attrs)
+                if tail:
+                    why += "; last health checks: %s" % "; ".join(tail)
+            else:
+                why = "HTTP probe %s answered %s (expected %s) within %ss" % (
+                    last_probe["url"],
+                    last_probe["status"] if last_probe["status"] is not None else last_probe["error"],
+                    http.get("status") or 200,
+                    timeout,
+                )
+            return GateResult(False, why, details, elapsed)
+        time.sleep(poll)
