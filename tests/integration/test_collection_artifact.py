@@ -1,0 +1,72 @@
+"""The collection as users get it: `ansible-galaxy collection build`, install, `ansible-doc`.
+
+Runs outside the checkout's ansible.cfg so only the installed tarball is seen.
+"""
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+MODULES = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("artifact")
+    (tmp / "ansible.cfg").write_text("[defaults]\n")  # not the checkout's config
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp), "ANSIBLE_CONFIG": str(tmp / "ansible.cfg")}
+    build = subprocess.run(
+        [BIN / "ansible-galaxy", "collection", "build", str(ROOT), "--output-path", str(tmp)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+    )
+    assert build.returncode == 0, build.stderr
+    (tarball,) = tmp.glob("tradeops-stack-*.tar.gz")
+    inst = tmp / "collections"
+    install = subprocess.run(
+        [BIN / "ansible-galaxy", "collection", "install", "--force", "--no-deps", "-p", str(inst), str(tarball)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp,
+    )
+    assert install.returncode == 0, install.stderr
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(inst)
+    return tarball, env, tmp
+
+
+def test_tarball_leaves_out_tests_molecule_examples_and_ci(installed):
+    tarball, _, _ = installed
+    names = tarfile.open(tarball).getnames()
+    assert "galaxy.yml" not in names and "MANIFEST.json" in names
+    for excluded in ("tests/", "molecule/", "examples/", ".ci/", ".venv/", ".cache/"):
+        assert not [n for n in names if n.startswith(excluded)], f"{excluded} leaked into the artifact"
+    assert "plugins/module_utils/_state.py" in names
+
+
+def test_ansible_doc_lists_every_module_of_the_installed_collection(installed):
+    _, env, tmp = installed
+    res = subprocess.run(
+        [BIN / "ansible-doc", "-l", "tradeops.stack", "-j"], capture_output=True, text=True, env=env, cwd=tmp
+    )
+    assert res.returncode == 0, res.stderr
+    assert MODULES, "plugins/modules/ holds no module"
+    listed = {name.split(".")[-1] for name in json.loads(res.stdout)}
+    assert set(MODULES) <= listed, f"not listed: {set(MODULES) - listed}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ansible_doc_renders_each_module(installed, module):
+    _, env, tmp = installed
+    res = subprocess.run(
+        [BIN / "ansible-doc", f"tradeops.stack.{module}"], capture_output=True, text=True, env=env, cwd=tmp
+    )
+    assert res.returncode == 0 and "ERROR" not in res.stderr, res.stderr
+    assert "EXAMPLES" in res.stdout and "RETURN VALUES" in res.stdout
