@@ -118,6 +118,7 @@ def run_module(name: str, args: dict, check: bool = False, env: dict[str, str] |
                 {
                     "hosts": "localhost",
                     "gather_facts": False,
+                    "connection": "local",
                     "tasks": [
                         {
                             "name": "module under test",
