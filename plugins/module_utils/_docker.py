@@ -249,7 +249,7 @@ def create_kwargs(spec, name, labels, secrets_dir, first_network):
     tmpfs = {}
     for item in spec["tmpfs"]:
         path, _, opts = item.partition(":")
-        tmpfs[path] = opts or "rw,noexec,nosuid,size=64m"
+        tmpfs[path] = opts or "rw,noexec,nosuid,size=64m,mode=1777"
     ports = {}
     for key, (ip, host) in spec["ports"].items():
         ports[key] = (ip, host) if host else (ip,)
@@ -270,7 +270,6 @@ def create_kwargs(spec, name, labels, secrets_dir, first_network):
         nano_cpus=int(spec["cpus"] * 1e9),
         pids_limit=spec["pids"],
         restart_policy={"Name": spec["restart_policy"]},
-        stop_signal=None,
         log_config={"Type": spec["log"]["driver"], "Config": spec["log"]["options"]},
         volumes=volumes or None,
         ports=ports or None,
@@ -286,7 +285,6 @@ def create_kwargs(spec, name, labels, secrets_dir, first_network):
             "retries": hc["Retries"],
             "start_period": hc["StartPeriod"],
         }
-    kwargs["stop_timeout"] = spec["stop_timeout"]
     if first_network and first_network.get("aliases"):
         kwargs["networking_config"] = {
             first_network["name"]: {"Aliases": first_network["aliases"]},

@@ -1,0 +1,182 @@
+# -*- coding: utf-8 -*-
+# Copyright: tradeops.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-service release history in <state>/releases/<service>.json (private).
+
+One file per service, rewritten atomically under the stack's state mutex::
+
+    {"service": "api", "current": "<id>", "last_known_good": "<id>",
+     "active_colour": "blue", "releases": [ {release}, ... ]}   # newest last
+
+A release: id, image, image_id, image_digest, spec_hash, spec (secrets masked),
+strategy, created_at, finished_at, result (pending | active | superseded | failed |
+rolled_back), known_good, who. ``prune(keep)`` keeps the newest ``keep`` releases and
+ALWAYS the current and the last known-good one, whatever their age.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import time
+
+from ansible_collections.tradeops.stack.plugins.module_utils._state import (
+    atomic_write_json,
+    caller_identity,
+    iso,
+    read_json,
+)
+
+SERVICE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+def new_release_id(spec_hash, now=None):
+    now = time.time() if now is None else now
+    return "%s-%s" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)), spec_hash[:8])
+
+
+class ReleaseHistory:
+    def __init__(self, state, service):
+        if not SERVICE_RE.match(service or ""):
+            raise ValueError(
+                "service name %r is invalid: expected lower-case letters, digits, '-' or '_', starting with a letter"
+                % (service,)
+            )
+        self.state = state
+        self.service = service
+        self.file = state.sub("releases", "%s.json" % service)
+        self.data = None
+
+    def load(self):
+        self.data = read_json(self.file) or {
+            "service": self.service,
+            "current": None,
+            "last_known_good": None,
+            "active_colour": None,
+            "releases": [],
+        }
+        return self
+
+    def save(self):
+        self.state.ensure()
+        atomic_write_json(self.file, self.data)
+
+    @property
+    def releases(self):
+        return self.data["releases"]
+
+    def get(self, release_id):
+        for rel in self.releases:
+            if rel["id"] == release_id:
+                return rel
+        return None
+
+    def find(self, ref):
+        """A release by id, id prefix, spec hash prefix or image reference (newest match wins)."""
+        if not ref:
+            return None
+        for rel in reversed(self.releases):
+            if rel["id"] == ref:
+                return rel
+        for rel in reversed(self.releases):
+            if rel["id"].startswith(ref) or rel["spec_hash"].startswith(ref) or rel["image"] == ref:
+                return rel
+        return None
+
+    def by_hash(self, spec_hash):
+        for rel in reversed(self.releases):
+            if rel["spec_hash"] == spec_hash:
+                return rel
+        return None
+
+    def current(self):
+        return self.get(self.data.get("current"))
+
+    def previous_good(self):
+        """The newest known-good release other than the current one (the target of a plain rollback)."""
+        cur = self.data.get("current")
+        cur_hash = (self.get(cur) or {}).get("spec_hash")
+        for rel in reversed(self.releases):
+            if rel["id"] != cur and rel.get("known_good") and rel["spec_hash"] != cur_hash:
+                return rel
+        return None
+
+    def add(self, spec_hash, spec, strategy, image_digest=None, now=None):
+        """Record an attempt (result pending) or return the existing record of the same spec."""
+        now = time.time() if now is None else now
+        rel = {
+            "id": new_release_id(spec_hash, now),
+            "image": spec["image"],
+            "image_id": spec["image_id"],
+            "image_digest": image_digest,
+            "spec_hash": spec_hash,
+            "spec": spec,
+            "strategy": strategy,
+            "created_at": iso(now),
+            "finished_at": None,
+            "result": "pending",
+            "known_good": False,
+            "who": caller_identity(),
+        }
+        while self.get(rel["id"]):  # two attempts of the same spec within one second
+            rel["id"] += "x"
+        self.releases.append(rel)
+        return rel
+
+    def promote(self, rel, colour=None):
+        """``rel`` is now the running, verified release: it becomes current and last known-good."""
+        prev = self.current()
+        if prev and prev["id"] != rel["id"] and prev.get("result") == "active":
+            prev["result"] = "superseded"
+        rel["result"] = "active"
+        rel["known_good"] = True
+        rel["finished_at"] = iso(time.time())
+        self.data["current"] = rel["id"]
+        self.data["last_known_good"] = rel["id"]
+        if colour:
+            self.data["active_colour"] = colour
+
+    def fail(self, rel, result, reason):
+        rel["result"] = result  # failed | rolled_back
+        rel["reason"] = reason
+        rel["finished_at"] = iso(time.time())
+
+    def clear_current(self):
+        cur = self.current()
+        if cur and cur.get("result") == "active":
+            cur["result"] = "removed"
+        self.data["current"] = None
+        self.data["active_colour"] = None
+
+    def prune(self, keep):
+        """Drop the oldest releases beyond ``keep``; never the current or the last known-good one.
+
+        Returns the pruned records (their images may be removed by the caller if unused).
+        """
+        protected = {self.data.get("current"), self.data.get("last_known_good")}
+        keep = max(1, int(keep))
+        candidates = [r for r in self.releases if r["id"] not in protected]
+        excess = len(self.releases) - keep
+        pruned = []
+        for rel in candidates:
+            if excess <= 0:
+                break
+            pruned.append(rel)
+            excess -= 1
+        ids = {r["id"] for r in pruned}
+        self.data["releases"] = [r for r in self.releases if r["id"] not in ids]
+        return pruned
+
+    def needed_images(self):
+        return {r["image_id"] for r in self.releases if r.get("image_id")}
+
+    def summary(self, limit=None):
+        """What the module returns: newest first, without the full spec."""
+        out = []
+        for rel in reversed(self.releases):
+            item = {k: rel.get(k) for k in ("id", "image", "image_id", "image_digest", "spec_hash", "strategy")}
+            item.update({k: rel.get(k) for k in ("created_at", "finished_at", "result", "known_good", "reason")})
+            item["who"] = (rel.get("who") or {}).get("user")
+            out.append(item)
+        return out[:limit] if limit else out

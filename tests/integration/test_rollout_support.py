@@ -1,0 +1,177 @@
+"""Shared fixtures and helpers of the rollout tests and benchmarks (no tests here).
+
+Test images are tiny busybox images built once per session from ``tradeops/busybox:1.35``:
+``t-ro-app:<tag>`` serving ``/health`` and ``/`` (its version) on port 8000 with a 1 s
+HEALTHCHECK. Modes: ``good``, ``unhealthy`` (/health is 404 -> health check fails),
+``crash`` (exits 3 at start). Every container, network and state root a test creates is
+named ``t-ro-<random>`` and removed by the test that created it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+APP_SH = r"""
+busybox mkdir -p /tmp/www
+echo "$APP_VERSION" > /tmp/www/index.html
+echo "starting app $APP_VERSION mode $APP_MODE"
+case "$APP_MODE" in
+  crash) echo "fatal: cannot open /run/secrets/db_password" >&2; exit 3 ;;
+  unhealthy) ;;
+  *) echo ok > /tmp/www/health ;;
+esac
+exec httpd -f -p 8000 -h /tmp/www
+"""
+
+DOCKERFILE = """
+FROM tradeops/busybox:1.35
+ARG VERSION
+ARG MODE=good
+LABEL t-ro.test-image=1
+ENV APP_VERSION=$VERSION APP_MODE=$MODE
+COPY app.sh /app.sh
+RUN busybox chmod 1777 /tmp
+USER 65534:65534
+HEALTHCHECK --interval=1s --timeout=1s --retries=2 --start-period=1s \\
+  CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000/health"]
+CMD ["sh", "/app.sh"]
+"""
+
+IMAGES = {"1": "good", "2": "good", "3": "good", "unhealthy": "unhealthy", "crash": "crash"}
+
+
+def docker(*args: str, check: bool = True) -> str:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout.strip()
+
+
+def build_test_images() -> dict[str, str]:
+    with tempfile.TemporaryDirectory(prefix="t-ro-img-") as ctx:
+        Path(ctx, "Dockerfile").write_text(DOCKERFILE)
+        Path(ctx, "app.sh").write_text(APP_SH)
+        for tag, mode in IMAGES.items():
+            docker(
+                "build",
+                "-q",
+                "-t",
+                f"t-ro-app:{tag}",
+                "--build-arg",
+                f"VERSION={tag}",
+                "--build-arg",
+                f"MODE={mode}",
+                ctx,
+            )
+    return {tag: f"t-ro-app:{tag}" for tag in IMAGES}
+
+
+@pytest.fixture(scope="session")
+def app_images():
+    return build_test_images()
+
+
+class Stack:
+    """A throw-away stack: unique name, state root in a tmp dir, cleanup of what it created."""
+
+    def __init__(self, tmp_path: Path):
+        self.name = "t-ro-" + secrets.token_hex(3)
+        self.root = tmp_path / "state"
+        self.root.mkdir()
+        self.secrets = tmp_path / "secrets"
+        self.secrets.mkdir()
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.name
+
+    def args(self, service: str, **kw) -> dict:
+        base = {
+            "stack": self.name,
+            "state_root": str(self.root),
+            "service": service,
+            "pull": "never",
+            "secrets_dir": str(self.secrets),
+            "resources": {"memory": "32m", "cpus": 0.2, "pids": 32},
+            "health": {"timeout": 20},
+            "stop_timeout": 2,
+        }
+        base.update(kw)
+        return base
+
+    def containers(self, service: str | None = None, all_: bool = True) -> list[dict]:
+        flt = ["--filter", f"label=tradeops.stack={self.name}"]
+        if service:
+            flt += ["--filter", f"label=tradeops.service={service}"]
+        ids = docker("ps", "-q", *(["-a"] if all_ else []), *flt).split()
+        if not ids:
+            return []
+        return json.loads(docker("inspect", *ids))
+
+    def running(self, service: str) -> list[str]:
+        return sorted(
+            c["Name"].lstrip("/")
+            for c in self.containers(service)
+            if c["State"]["Running"] and c["Config"]["Labels"].get("tradeops.role") == "service"
+        )
+
+    def audit(self) -> list[dict]:
+        path = self.dir / "audit.log"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def write_block(self):
+        (self.dir / "blocks").mkdir(parents=True, exist_ok=True)
+        block = {
+            "id": "blk-" + secrets.token_hex(2),
+            "operator": "alice",
+            "reason": "paper week 47",
+            "started_at": "2026-11-23T00:00:00Z",
+            "planned_end": "2026-11-30T00:00:00Z",
+            "status": "active",
+        }
+        (self.dir / "blocks" / "active.json").write_text(json.dumps(block))
+        return block
+
+    def cleanup(self):
+        ids = docker("ps", "-aq", "--filter", f"label=tradeops.stack={self.name}").split()
+        if ids:
+            docker("rm", "-f", *ids, check=False)
+        for net in docker("network", "ls", "-q", "--filter", f"name={self.name}").split():
+            docker("network", "rm", net, check=False)
+
+
+@pytest.fixture
+def stack(tmp_path):
+    s = Stack(tmp_path)
+    yield s
+    s.cleanup()
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int | None, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http URL built by the test
+            return resp.status, resp.read().decode().strip()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError as exc:
+        return None, str(exc)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
