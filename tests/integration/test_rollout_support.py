@@ -73,8 +73,8 @@ def build_test_images() -> dict[str, str]:
     return {tag: f"t-ro-app:{tag}" for tag in IMAGES}
 
 
-@pytest.fixture(scope="session")
-def app_images():
+@pytest.fixture(scope="session", name="app_images")
+def app_images_fixture():
     return build_test_images()
 
 
@@ -147,8 +147,8 @@ class Stack:
             docker("network", "rm", net, check=False)
 
 
-@pytest.fixture
-def stack(tmp_path):
+@pytest.fixture(name="stack")
+def stack_fixture(tmp_path):
     s = Stack(tmp_path)
     yield s
     s.cleanup()
@@ -175,3 +175,76 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
             return value
         time.sleep(interval)
     return predicate()
+
+
+LOCAL = {"ANSIBLE_TRANSPORT": "local"}
+
+
+def run_task(module: str, args: dict, check: bool = False, diff: bool = False, verbosity: int = 0, env=None):
+    """Run one task on localhost (local connection) and return (result dict, PlaybookRun)."""
+    import sys
+
+    from conftest import run_playbook
+
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "connection": "local",
+            "tasks": [
+                {
+                    "name": "under test",
+                    module: args,
+                    "ignore_errors": True,
+                    "vars": {"ansible_python_interpreter": sys.executable},
+                }
+            ],
+        }
+    ]
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", prefix="t-ro-", delete=False) as handle:
+        json.dump(play, handle)
+    try:
+        run = run_playbook(
+            handle.name,
+            inventory="localhost,",
+            check=check,
+            diff=diff,
+            verbosity=verbosity,
+            json_output=verbosity == 0,
+            env={**LOCAL, **(env or {})},
+        )
+    finally:
+        Path(handle.name).unlink()
+    if verbosity:
+        return None, run
+    if not run.results:
+        raise AssertionError(f"ansible-playbook produced no result (rc={run.rc}):\n{run.output[-3000:]}")
+    return run.task("under test"), run
+
+
+def rollout(args: dict, **kw) -> dict:
+    return run_task("tradeops.stack.rollout", args, **kw)[0]
+
+
+def docker_events(since: float, until: float, stack: str) -> list[str]:
+    out = docker(
+        "events",
+        "--since",
+        f"{since:.3f}",
+        "--until",
+        f"{until:.3f}",
+        "--filter",
+        f"label=tradeops.stack={stack}",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+    )
+    # the engine's own healthcheck execs are not writes of ours; anything else is
+    own = (
+        "exec_create: wget",
+        "exec_start: wget",
+        "exec_die",
+        "health_status",
+        "exec_create: curl",
+        "exec_start: curl",
+    )
+    return [line for line in out.splitlines() if line.strip() and not any(o in line for o in own)]
