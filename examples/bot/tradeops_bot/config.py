@@ -66,7 +66,7 @@ class Settings:
     sma_short: int = 3
     sma_long: int = 8
     max_position: float = 2.0
-    max_orders_per_minute: int = 30
+    max_orders_per_minute: int = 120
     order_size: float = 1.0
     lease_ttl_ms: int = 6000
     stream_maxlen: int = 10000
@@ -114,7 +114,7 @@ def load_settings(env: dict | None = None) -> Settings:
         sma_short=_int(env, "SMA_SHORT", 3),
         sma_long=_int(env, "SMA_LONG", 8),
         max_position=_float(env, "RISK_MAX_POSITION", 2.0),
-        max_orders_per_minute=_int(env, "RISK_MAX_ORDERS_PER_MINUTE", 30),
+        max_orders_per_minute=_int(env, "RISK_MAX_ORDERS_PER_MINUTE", 120),
         order_size=_float(env, "ORDER_SIZE", 1.0),
         lease_ttl_ms=_int(env, "LEASE_TTL_MS", 6000),
     )

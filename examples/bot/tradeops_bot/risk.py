@@ -15,7 +15,7 @@ class Decision:
 
 
 class RiskManager:
-    def __init__(self, max_position: float = 2.0, max_orders_per_minute: int = 30, order_size: float = 1.0):
+    def __init__(self, max_position: float = 2.0, max_orders_per_minute: int = 120, order_size: float = 1.0):
         if max_position <= 0 or order_size <= 0 or max_orders_per_minute <= 0:
             raise ValueError("max_position, order_size and max_orders_per_minute must be positive")
         self.max_position = max_position
