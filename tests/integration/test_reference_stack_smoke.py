@@ -378,6 +378,44 @@ def test_graceful_stop_releases_the_lease_to_the_standby(stack):
     assert total == deals
 
 
+def test_postgres_and_redis_restarts_lose_no_paper_trade(stack):
+    executor = "paper_execution-2"  # the lease holder since the previous test
+    for dependency in ("postgres", "redis"):
+        before = stack.count("SELECT count(*) FROM paper_trades")
+        stack.containers[dependency].restart(timeout=10)
+        stack.wait_healthy([dependency, "signal_engine", "risk_manager", executor, "db_writer"], timeout=60)
+        wait_for(
+            lambda before=before: stack.count("SELECT count(*) FROM paper_trades") >= before + 3,
+            40,
+            f"paper trades to flow again after the {dependency} restart",
+        )
+    reconnects = metric(stack.metrics(executor), "tradeops_errors_total")
+    assert reconnects > 0, "the executor never saw the outages it should have reconnected from"
+
+    # Every approved order the executor group has consumed and acknowledged is either a row in
+    # paper_trades or was skipped on purpose while paused (read with the bot image's own redis client).
+    script = (
+        "import json, os, redis\n"
+        "r = redis.Redis(host=os.environ['REDIS_HOST'], decode_responses=True)\n"
+        "group = [g for g in r.xinfo_groups('tradeops:orders') if g['name'] == 'paper_execution'][0]\n"
+        "pending = {p['message_id'] for p in r.xpending_range('tradeops:orders', 'paper_execution', '-', '+', 10000)}\n"
+        "entries = r.xrange('tradeops:orders', '-', group['last-delivered-id'])\n"
+        "print(json.dumps([f['deal_id'] for i, f in entries if i not in pending]))\n"
+    )
+    res = stack.containers[executor].exec_run(["python3", "-c", script])
+    assert res.exit_code == 0, res.output.decode(errors="replace")
+    consumed = set(json.loads(res.output))
+    skipped = set()
+    for container in (stack.containers["paper_execution"], stack.containers[executor]):
+        for line in container.logs().decode(errors="replace").splitlines():
+            if '"event": "order_skipped"' in line:
+                skipped.add(json.loads(line)["deal_id"])
+    recorded = set(stack.sql("SELECT deal_id FROM paper_trades").split())
+    assert len(consumed) > 10
+    lost = consumed - recorded - skipped
+    assert not lost, f"{len(lost)} consumed orders are neither in paper_trades nor skipped: {sorted(lost)[:5]}"
+
+
 def test_no_secret_in_environment_or_logs(stack):
     for name, container in stack.containers.items():
         container.reload()
