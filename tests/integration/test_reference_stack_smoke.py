@@ -35,6 +35,7 @@ ROLES = ("market_data", "signal_engine", "risk_manager", "paper_execution", "db_
 BOT_UID = 10001
 DB_UID = 999
 RUN_LABEL = "tradeops.test.run"
+EMULATOR_DIR = Path(__file__).resolve().parents[1] / "emulators" / "capital_com"
 
 pytestmark = pytest.mark.slow
 
@@ -83,23 +84,34 @@ class Stack:
         self.volumes: list = []
         self.network = None
         self.password = "pw-canary-" + secrets.token_hex(12)
+        self.broker_credentials = {
+            "capital_com_api_key": "key-canary-" + secrets.token_hex(8),
+            "capital_com_identifier": f"id-canary-{secrets.token_hex(4)}@example.com",
+            "capital_com_password": "brokerpw-canary-" + secrets.token_hex(8),
+        }
+        self.token_prefix = "tok-canary-" + secrets.token_hex(4)
         self.bot_secrets = workdir / "bot-secrets"
         self.db_secrets = workdir / "db-secrets"
         self.flags_dir = workdir / "flags"
 
     # -- files -----------------------------------------------------------
-    def write_secret(self, directory: Path, uid: int) -> Path:
+    def write_secrets(self, directory: Path, uid: int, values: dict[str, str]) -> None:
         directory.mkdir(mode=0o700)
-        path = directory / "postgres_password"
-        path.write_text(self.password)
-        if os.geteuid() == 0:  # production layout: owned by the container's uid, 0400 in a 0700 directory
+        root = os.geteuid() == 0
+        if root:  # production layout: owned by the container's uid, 0400 in a 0700 directory
             os.chown(directory, uid, uid)
-            os.chown(path, uid, uid)
-            path.chmod(0o400)
         else:  # a developer without root: readable, still never in the environment
             directory.chmod(0o755)
-            path.chmod(0o444)
-        return path
+        for name, value in values.items():
+            path = directory / name
+            path.write_text(value)
+            if root:
+                os.chown(path, uid, uid)
+            path.chmod(0o400 if root else 0o444)
+
+    @property
+    def canaries(self) -> list[str]:
+        return [self.password, self.token_prefix, *self.broker_credentials.values()]
 
     def write_flags(self, flags: dict) -> None:
         tmp = self.flags_dir / ".flags.json.tmp"
@@ -127,7 +139,7 @@ class Stack:
         self.containers[name] = container
         return container
 
-    def run_bot(self, name: str, role: str):
+    def run_bot(self, name: str, role: str, **env: str):
         return self.run(
             name,
             BOT_IMAGE,
@@ -141,6 +153,7 @@ class Stack:
                 "POSTGRES_USER": "tradeops",
                 "TRADING_MODE": "paper",
                 "EPICS": "BTCUSD,OIL_CRUDE",
+                **env,
             },
             volumes={
                 str(self.bot_secrets): {"bind": "/run/secrets", "mode": "ro"},
@@ -153,8 +166,8 @@ class Stack:
         self.network = self.client.networks.create(
             f"{self.prefix}-net", driver="bridge", labels={RUN_LABEL: self.prefix}
         )
-        self.write_secret(self.db_secrets, DB_UID)
-        self.write_secret(self.bot_secrets, BOT_UID)
+        self.write_secrets(self.db_secrets, DB_UID, {"postgres_password": self.password})
+        self.write_secrets(self.bot_secrets, BOT_UID, {"postgres_password": self.password, **self.broker_credentials})
         self.flags_dir.mkdir()
         self.flags_dir.chmod(0o755)
         for name in ("pgdata", "redisdata"):
@@ -212,13 +225,16 @@ class Stack:
 
         wait_for(all_healthy, timeout, f"health of {', '.join(names)}")
 
-    def http(self, name: str, path: str) -> tuple[int, str]:
+    def http(self, name: str, path: str, port: int = 8000, body: dict | None = None) -> tuple[int, str]:
         container = self.containers[name]
         if not container.attrs["NetworkSettings"]["Ports"]:
             container.reload()
-        port = container.attrs["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"]
+        host_port = container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"]
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{host_port}{path}", data=data, method="POST" if data else "GET")
+        req.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:
+            with urllib.request.urlopen(req, timeout=3) as resp:
                 return resp.status, resp.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
@@ -416,13 +432,69 @@ def test_postgres_and_redis_restarts_lose_no_paper_trade(stack):
     assert not lost, f"{len(lost)} consumed orders are neither in paper_trades nor skipped: {sorted(lost)[:5]}"
 
 
+def test_market_data_from_the_broker_emulator(stack):
+    """market_data in broker mode: login with credentials from secret files, poll GET /markets."""
+    stack.run(
+        "broker",
+        BOT_IMAGE,  # any image with python3 runs the stdlib emulator
+        user=f"{BOT_UID}:{BOT_UID}",
+        entrypoint=["python3", "/emulator/server.py", "--host", "0.0.0.0", "--port", "8080"],  # noqa: S104 (in a container)
+        tmpfs={"/tmp": "rw,size=16m"},
+        volumes={str(EMULATOR_DIR): {"bind": "/emulator", "mode": "ro"}},
+        ports={"8080/tcp": ("127.0.0.1", None)},
+        healthcheck={
+            "test": [
+                "CMD",
+                "python3",
+                "-c",
+                "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/__emulator/health')",
+            ],
+            "interval": 1_000_000_000,
+            "timeout": 2_000_000_000,
+            "retries": 5,
+        },
+    )
+    stack.wait_healthy(["broker"], timeout=30)
+    creds = stack.broker_credentials
+    status, _ = stack.http(
+        "broker",
+        "/__emulator/control",
+        port=8080,
+        body={  # through the control endpoint: never in the emulator's environment or arguments
+            "credentials": {
+                "api_key": creds["capital_com_api_key"],
+                "identifier": creds["capital_com_identifier"],
+                "password": creds["capital_com_password"],
+            },
+            "token_prefix": stack.token_prefix,  # canary session tokens
+        },
+    )
+    assert status == 200
+    stack.containers["market_data"].stop(timeout=5)  # swap the synthetic source for the broker
+    stack.run_bot("market_data-broker", "market_data", BROKER_BASE_URL=f"http://{stack.prefix}-broker:8080/api/v1")
+    stack.wait_healthy(["market_data-broker"], timeout=30)
+    wait_for(
+        lambda: metric(stack.metrics("market_data-broker"), "tradeops_ticks_total", epic="BTCUSD") >= 3,
+        30,
+        "3 BTCUSD ticks polled from the emulator",
+    )
+    md = stack.metrics("market_data-broker")
+    assert metric(md, "tradeops_dependency_up", dependency="broker") == 1
+    assert metric(md, "tradeops_market_tradeable", epic="BTCUSD") == 1
+    _, state = stack.http("broker", "/__emulator/state", port=8080)
+    assert json.loads(state)["counters"]["logins"] == 1, "the session is reused, not one login per poll"
+    logs = stack.containers["market_data-broker"].logs().decode(errors="replace")
+    assert '"event": "broker_session_opened"' in logs
+
+
 def test_no_secret_in_environment_or_logs(stack):
     for name, container in stack.containers.items():
         container.reload()
         env = "\n".join(container.attrs["Config"]["Env"] or [])
-        assert stack.password not in env, f"{name}: the PostgreSQL password is in .Config.Env"
         assert "PASSWORD=" not in env, f"{name}: a *PASSWORD variable is set"
         logs = container.logs().decode(errors="replace")
-        assert stack.password not in logs, f"{name}: the PostgreSQL password is in docker logs"
+        for canary in stack.canaries:
+            assert canary not in env, f"{name}: a secret ({canary[:8]}...) is in .Config.Env"
+            assert canary not in logs, f"{name}: a secret or session token ({canary[:8]}...) is in docker logs"
     postgres_env = stack.containers["postgres"].attrs["Config"]["Env"]
     assert "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password" in postgres_env

@@ -112,3 +112,13 @@ def test_parse_quotes_skips_malformed_entries():
         "garbage",
     ]
     assert [q["epic"] for q in parse_quotes(details)] == ["A"]
+
+
+def test_session_tokens_are_known_to_the_log_redactor(emu):
+    prefix = "tok-canary-"
+    emu.control(token_prefix=prefix)
+    c = client(emu)
+    c.markets(["BTCUSD"])
+    tokens = [s for s in c.secrets if s.startswith(prefix)]
+    assert len(tokens) == 2, "CST and X-SECURITY-TOKEN are handed to the redactor with the credentials"
+    assert {KEY, LOGIN, PASSWORD} <= set(c.secrets)
