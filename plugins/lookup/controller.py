@@ -60,20 +60,26 @@ def _cmdline(pid):
         return handle.read().split(b"\0")
 
 
+def _is_ansible(pid):
+    args = _cmdline(pid)
+    return any(os.path.basename(a.decode("utf-8", "replace")) in ("ansible-playbook", "ansible") for a in args[:2])
+
+
 def controller_pid():
-    """The ansible-playbook process above this worker (workers are forked from it), else the parent."""
-    pid = os.getpid()
+    """The topmost ansible-playbook process above this one (workers are forks with the same command line)."""
+    pid, found = os.getpid(), None
     try:
-        for _ in range(10):
-            args = _cmdline(pid)
-            if any(os.path.basename(a.decode("utf-8", "replace")) in ("ansible-playbook", "ansible") for a in args[:2]):
-                return pid
+        for _ in range(20):
+            if _is_ansible(pid):
+                found = pid
+            elif found is not None:
+                break
             pid = _parent(pid)
             if pid <= 1:
                 break
     except (OSError, ValueError, IndexError):
         pass
-    return os.getppid()
+    return found or os.getppid()
 
 
 class LookupModule(LookupBase):

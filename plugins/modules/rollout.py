@@ -353,11 +353,14 @@ options:
     description:
       - The stack's deploy lock. If O(lock.holder) already holds it (taken by M(tradeops.stack.deploy_lock) for the
         whole play), the rollout runs under it; otherwise the rollout takes and releases it itself.
+      - A lock the rollout takes itself records the module's own process on the Docker host as its owner, so it
+        turns stale exactly when that process is gone (controller and module killed), and never while a module
+        whose controller died is still changing containers.
     type: dict
     default: {}
     suboptions:
       holder:
-        description: Holder name. Default is C(rollout <user>@<host> pid <owner_pid>).
+        description: Holder name. Default is C(rollout <service> <user>@<host> pid <module pid>).
         type: str
       ttl:
         description: Seconds after which the lock is stale.
@@ -371,14 +374,6 @@ options:
         description: Take over a stale lock (TTL passed or owner process gone); audited.
         type: bool
         default: false
-      owner_pid:
-        description:
-          - PID of the controller process (C(lookup('tradeops.stack.controller', 'pid'))); when it dies on
-            O(lock.owner_host) the lock is reported stale.
-        type: int
-      owner_host:
-        description: Host of O(lock.owner_pid) (C(lookup('tradeops.stack.controller', 'host'))).
-        type: str
   allow_during_block:
     description: Roll out even while a paper-trading block is active; audited.
     type: bool
@@ -406,8 +401,7 @@ EXAMPLES = r"""
     resources: {memory: 256m, cpus: 0.5, pids: 128}
     health: {timeout: 60, http: {port: 8000, path: /health}}
     lock:
-      owner_pid: "{{ lookup('tradeops.stack.controller', 'pid') }}"
-      owner_host: "{{ lookup('tradeops.stack.controller', 'host') }}"
+      wait: 120
 
 - name: Blue/green behind the edge proxy, with a post-promotion bake
   tradeops.stack.rollout:
@@ -912,11 +906,16 @@ class Rollout:
         return None
 
     def acquire_lock(self):
+        """Run under the play's lock when lock.holder holds it; else take it, owned by this module process.
+
+        The owner recorded is the process doing the work (this module, on the Docker host): a rollout whose
+        controller was killed but whose module still runs keeps the lock; once the module is gone too the
+        lock is stale, on remote hosts as well.
+        """
         cfg = self.p["lock"] or {}
         ident = caller_identity()
-        pid = cfg.get("owner_pid") or os.getpid()
-        host = cfg.get("owner_host") or socket.gethostname()
-        holder = cfg.get("holder") or "rollout %s@%s pid %s" % (ident["user"], host, pid)
+        pid, host = os.getpid(), socket.gethostname()
+        holder = cfg.get("holder") or "rollout %s %s@%s pid %s" % (self.service, ident["user"], host, pid)
         self.lock_holder = holder
         lock = DeployLock(self.state)
         current = lock.read()
@@ -1026,27 +1025,35 @@ class Rollout:
             spec_hash = D.spec_hash(spec)
         result["spec_hash"] = spec_hash
         strategy = {"blue_green": BlueGreen, "start_first": StartFirst, "exclusive": Exclusive}[self.strategy](self)
-        current_rel = self.history.current()
-        result["previous_release"] = current_rel["id"] if current_rel else None
-        before = strategy.active_spec_hash()
-        noop = strategy.is_noop(spec_hash)
-        if self.module._diff:
-            before_rel = self.history.by_hash(before) if before else None
-            result["diff"] = {
-                "before": _diff_spec(
-                    before_rel["spec"] if before_rel else ({"spec_hash": before} if before else {}), None
-                ),
-                "after": _diff_spec(spec, before_rel["spec"] if before_rel else None),
-            }
-        if noop:
-            result.update(operation="noop", release=result["previous_release"], plan={"steps": [], "expected_pause": 0})
+
+        def evaluate():
+            current_rel = self.history.current()
+            result["previous_release"] = current_rel["id"] if current_rel else None
+            before = strategy.active_spec_hash()
+            if self.module._diff:
+                before_rel = self.history.by_hash(before) if before else None
+                result["diff"] = {
+                    "before": _diff_spec(
+                        before_rel["spec"] if before_rel else ({"spec_hash": before} if before else {}), None
+                    ),
+                    "after": _diff_spec(spec, before_rel["spec"] if before_rel else None),
+                }
+            if strategy.is_noop(spec_hash):
+                result.update(
+                    operation="noop", release=result["previous_release"], plan={"steps": [], "expected_pause": 0}
+                )
+                return None
+            action = action_hint or ("upgrade" if before else "create")
+            if before == spec_hash:
+                action = action_hint or "restart"
+            result["operation"] = action
+            result["plan"] = strategy.plan(action)
+            return action
+
+        action = evaluate()
+        if action is None:
             self.finish(result)
             return result
-        action = action_hint or ("upgrade" if before else "create")
-        if before == spec_hash:
-            action = action_hint or "restart"
-        result["operation"] = action
-        result["plan"] = strategy.plan(action)
         block = self.check_freeze()
         if self.check:
             result["changed"] = True
@@ -1055,6 +1062,13 @@ class Rollout:
             return result
         self.acquire_lock()
         try:
+            # whoever held the lock before us may have changed the service: decide again under the lock
+            self.history.load()
+            action = evaluate()
+            if action is None:
+                self.release_lock()
+                self.finish(result)
+                return result
             if block:
                 self.state.audit(
                     "freeze_override",
@@ -1594,7 +1608,7 @@ class BlueGreen:
         seen = None
         while time.monotonic() < deadline:
             try:
-                with urlopen("http://%s:8080/" % ip, timeout=2) as resp:  # noqa: S310
+                with urlopen("http://%s:8080/" % ip, timeout=2) as resp:
                     seen = resp.headers.get("X-Tradeops-Colour")
             except Exception as exc:  # HTTPError carries headers too
                 headers = getattr(exc, "headers", None)
@@ -1801,8 +1815,6 @@ def main():
                 ttl=dict(type="int", default=900),
                 wait=dict(type="int", default=0),
                 take_over_stale=dict(type="bool", default=False),
-                owner_pid=dict(type="int"),
-                owner_host=dict(type="str"),
             ),
         ),
         allow_during_block=dict(type="bool", default=False),

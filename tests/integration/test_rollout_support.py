@@ -27,7 +27,9 @@ case "$APP_MODE" in
   unhealthy) ;;
   *) echo ok > /tmp/www/health ;;
 esac
-exec httpd -f -p 8000 -h /tmp/www
+httpd -f -p 8000 -h /tmp/www &
+trap 'kill $!; exit 0' TERM INT
+wait
 """
 
 DOCKERFILE = """

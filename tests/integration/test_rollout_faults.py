@@ -1,0 +1,337 @@
+"""The rollout rows of RELIABILITY.md's fault table, the freeze, check/diff mode, secrets and the exclusive
+watcher, on the real engine."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import docker as docker_sdk
+import pytest
+from conftest import ROOT, ansible_env
+from test_rollout_support import (  # noqa: F401 - fixtures
+    app_images_fixture,
+    docker,
+    rollout,
+    run_task,
+    stack_fixture,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+# a healthcheck whose first answer takes ~3 s: time to kill something during the gate
+SLOW_HEALTH = {
+    "test": ["CMD-SHELL", "sleep 2 && wget -q -O /dev/null http://127.0.0.1:8000/health"],
+    "interval": "1s",
+    "timeout": "5s",
+    "retries": 2,
+}
+
+
+class Watcher(threading.Thread):
+    """Polls the engine every 50 ms and records the largest number of running instances of a service."""
+
+    def __init__(self, stack: str, service: str):
+        super().__init__(daemon=True)
+        self.client = docker_sdk.from_env()
+        self.filters = {"label": [f"tradeops.stack={stack}", f"tradeops.service={service}", "tradeops.role=service"]}
+        self.max_running = 0
+        self.samples = 0
+        self.overlaps = []
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            names = [c.name for c in self.client.containers.list(filters=self.filters)]
+            self.samples += 1
+            if len(names) > self.max_running:
+                self.max_running = len(names)
+            if len(names) > 1:
+                self.overlaps.append(names)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        self.join()
+
+
+def test_exclusive_never_runs_two_instances(stack, app_images):
+    args = lambda image, **kw: stack.args("exec", image=image, strategy="exclusive", **kw)  # noqa: E731
+    assert not rollout(args(app_images["1"])).get("failed")
+    with Watcher(stack.name, "exec") as watcher:
+        up = rollout(args(app_images["2"]))
+        bad = rollout(args(app_images["unhealthy"]))
+        crash = rollout(args(app_images["crash"]))
+        back = rollout(args(None, state="rolled_back"))
+    assert not up.get("failed") and bad["rolled_back"] and crash["rolled_back"] and not back.get("failed")
+    assert back["release"] != up["release"]
+    assert watcher.samples > 20
+    assert watcher.overlaps == [] and watcher.max_running == 1
+    assert up["timings"]["switch_gap"] > 0
+
+
+def test_container_killed_during_gate(stack, app_images):
+    args = lambda image, **kw: stack.args("app", image=image, strategy="start_first", **kw)  # noqa: E731
+    first = rollout(args(app_images["1"]))
+    assert not first.get("failed")
+    candidate = f"{stack.name}-app-next"
+
+    def killer():
+        if wait_for(lambda: candidate in stack.running("app"), timeout=60, interval=0.05):
+            docker("kill", candidate, check=False)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    res = rollout(args(app_images["2"], healthcheck=SLOW_HEALTH))
+    thread.join()
+    assert res.get("failed") is True and res["rolled_back"] is True, res
+    assert candidate in res["reason"] and ("exited" in res["reason"] or "restart" in res["reason"]), res["reason"]
+    assert res["restored_release"] == first["release"]
+    assert stack.running("app") == [f"{stack.name}-app"]
+    # re-running the same good spec is idempotent
+    assert rollout(args(app_images["1"]))["changed"] is False
+
+
+def _playbook(path: Path, stack, args: dict):
+    lock = {"holder": "killed run {{ lookup('tradeops.stack.controller', 'pid') }}"}
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "connection": "local",
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "tasks": [{"name": "rollout", "tradeops.stack.rollout": {**args, "lock": lock}}],
+        }
+    ]
+    path.write_text(json.dumps(play))
+
+
+@pytest.mark.parametrize("strategy", ["exclusive", "blue_green"])
+def test_controller_killed_mid_rollout(strategy, stack, app_images, tmp_path):
+    extra = {"proxy": {"listen": 0, "port": 8000, "drain": 1}} if strategy == "blue_green" else {}
+    if extra:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            extra["proxy"]["listen"] = sock.getsockname()[1]
+    args = lambda image, **kw: stack.args("svc", image=image, strategy=strategy, **{**extra, **kw})  # noqa: E731
+    assert not rollout(args(app_images["1"])).get("failed")
+
+    book = tmp_path / "upgrade.yml"
+    _playbook(book, stack, args(app_images["2"], healthcheck=SLOW_HEALTH))
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(book)],
+        env=ansible_env(ANSIBLE_TRANSPORT="local"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    new_name = f"{stack.name}-svc" if strategy == "exclusive" else f"{stack.name}-svc-green"
+    try:
+        old_hash = _first_hash(stack, "svc")
+        started = wait_for(
+            lambda: any(
+                c["Name"] == "/" + new_name
+                and c["State"]["Running"]
+                and c["Config"]["Labels"].get("tradeops.spec-hash") != old_hash
+                for c in stack.containers("svc")
+            ),
+            timeout=60,
+            interval=0.05,
+        )
+        assert started, "the new instance never started"
+    finally:
+        # the controller and everything it started (worker, module), mid-gate, as a lost machine would
+        for pid in [proc.pid, *descendants(proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+    lock = json.loads((stack.dir / "lock.json").read_text())
+    assert lock["holder"] == f"killed run {proc.pid}"
+
+    status, _ = run_task(
+        "tradeops.stack.deploy_lock", {"stack": stack.name, "state_root": str(stack.root), "state": "status"}
+    )
+    assert status["lock"]["stale"] is True and "is gone" in status["lock"]["stale_reason"]
+
+    # without take-over the re-run fails and names the stale lock; nothing changes
+    refused = rollout(args(app_images["2"]))
+    assert refused.get("failed") and "STALE" in refused["msg"], refused
+
+    # with take-over it converges: one serving instance of the new release, no orphans
+    done = rollout(args(app_images["2"], lock={"take_over_stale": True}))
+    assert not done.get("failed") and done["changed"], done.get("msg")
+    running = stack.running("svc")
+    assert len(running) == 1
+    names = {
+        c["Name"].lstrip("/") for c in stack.containers("svc") if c["Config"]["Labels"]["tradeops.role"] == "service"
+    }
+    if strategy == "exclusive":
+        assert running == [f"{stack.name}-svc"] and names <= {f"{stack.name}-svc", f"{stack.name}-svc-prev"}
+    else:
+        assert names <= {f"{stack.name}-svc-blue", f"{stack.name}-svc-green"}
+    assert rollout(args(app_images["2"]))["changed"] is False
+    actions = [e["action"] for e in stack.audit()]
+    assert "lock_take_over" in actions
+    assert not (stack.dir / "lock.json").exists()
+
+
+def descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    out, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier]
+        out += children
+        frontier = children
+    return out
+
+
+def _first_hash(stack, service):
+    releases = json.loads((stack.dir / "releases" / f"{service}.json").read_text())
+    return releases["releases"][0]["spec_hash"]
+
+
+def test_concurrent_runs_against_the_lock(stack, app_images):
+    args = lambda image, **kw: stack.args("app", image=image, strategy="start_first", **kw)  # noqa: E731
+    assert not rollout(args(app_images["1"])).get("failed")
+
+    # a lock held by someone else: the rollout fails before any change and names the holder and the reason
+    base = {"stack": stack.name, "state_root": str(stack.root)}
+    run_task("tradeops.stack.deploy_lock", {**base, "holder": "bob", "reason": "db migration"})
+    held = rollout(args(app_images["2"]))
+    assert held.get("failed") and "'bob'" in held["msg"] and "db migration" in held["msg"], held
+    assert held["rolled_back"] is False
+    assert stack.running("app") == [f"{stack.name}-app"]
+    run_task("tradeops.stack.deploy_lock", {**base, "holder": "bob", "state": "released"})
+
+    # two real rollouts at once: the second waits for the first and then decides again under the lock
+    results = {}
+
+    def first():
+        results["first"] = rollout(args(app_images["2"], healthcheck=SLOW_HEALTH, reason="upgrade to 2"))
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert wait_for(lambda: (stack.dir / "lock.json").exists(), timeout=300, interval=0.02)
+        waiter = rollout(args(app_images["3"], lock={"wait": 300}))
+    finally:
+        thread.join()
+    assert not results["first"].get("failed"), results["first"].get("msg")
+    assert not waiter.get("failed") and waiter["changed"], waiter.get("msg")
+    assert waiter["previous_release"] == results["first"]["release"]
+    holders = [e["holder"] for e in stack.audit() if e["action"] == "lock_acquire"]
+    assert len(holders) >= 4 and len(set(holders)) >= 3
+
+
+def test_freeze_during_paper_block(stack, app_images):
+    args = lambda image, **kw: stack.args("app", image=image, strategy="exclusive", **kw)  # noqa: E731
+    first = rollout(args(app_images["1"]))
+    block = stack.write_block()
+    refused = rollout(args(app_images["2"]))
+    assert refused.get("failed") and block["id"] in refused["msg"] and "allow_during_block" in refused["msg"]
+    assert stack.containers("app")[0]["Config"]["Labels"]["tradeops.release"] == first["release"]
+    assert rollout(args(app_images["1"]))["changed"] is False  # a no-op is allowed during a block
+    forced = rollout(args(app_images["2"], allow_during_block=True, reason="hotfix"))
+    assert not forced.get("failed") and forced["changed"]
+    override = [e for e in stack.audit() if e["action"] == "freeze_override"]
+    assert len(override) == 1 and override[0]["block"] == block["id"] and override[0]["reason"] == "hotfix"
+
+
+def test_check_mode_diff_and_secrets(stack, app_images):
+    canary = "CANARY-" + os.urandom(6).hex()
+    secret = stack.secrets / "db_password"
+    secret.write_text(canary)
+    os.chown(secret, 65534, 65534)
+    secret.chmod(0o400)
+    args = stack.args("app", image=app_images["1"], strategy="exclusive", secrets=["db_password"])
+
+    plan = rollout(args, check=True)
+    assert plan["changed"] is True and plan["operation"] == "create" and plan["plan"]["steps"]
+    assert stack.containers() == []
+
+    assert not rollout(args).get("failed")
+    inspect = json.loads(docker("inspect", f"{stack.name}-app"))[0]
+    assert canary not in json.dumps(inspect["Config"]["Env"])
+    assert docker("exec", f"{stack.name}-app", "cat", "/run/secrets/db_password") == canary
+    mount = next(m for m in inspect["Mounts"] if m["Destination"] == "/run/secrets/db_password")
+    assert mount["RW"] is False
+
+    # a changed secret rolls the service; check mode shows the plan and a masked diff
+    new_canary = "CANARY-" + os.urandom(6).hex()
+    secret.chmod(0o600)
+    secret.write_text(new_canary)
+    secret.chmod(0o400)
+    res, run = run_task("tradeops.stack.rollout", args, check=True, diff=True)
+    assert res["changed"] is True and res["operation"] == "upgrade"
+    assert res["plan"]["expected_pause"].startswith("exclusive")
+    assert res["diff"]["after"]["secrets"]["db_password"].endswith("(changed)")
+    _, verbose = run_task("tradeops.stack.rollout", args, diff=True, verbosity=3)
+    assert "changed: [localhost]" in verbose.stdout
+    everything = run.output + verbose.output + (stack.dir / "audit.log").read_text()
+    everything += "".join(p.read_text() for p in (stack.dir / "releases").glob("*.json"))
+    assert canary not in everything and new_canary not in everything
+    assert docker("exec", f"{stack.name}-app", "cat", "/run/secrets/db_password") == new_canary
+
+
+def test_refusals_and_warnings(stack, app_images):
+    root = rollout(stack.args("app", image="tradeops/busybox:1.35", command=["sleep", "60"]))
+    assert root.get("failed") and "root" in root["msg"] and root["rolled_back"] is False
+    ports = rollout(stack.args("app", image=app_images["1"], strategy="start_first", published_ports=["18999:8000"]))
+    assert ports.get("failed") and "start_first cannot publish fixed host ports" in ports["msg"]
+    assert stack.containers() == []
+    # the image's start_period 1s + interval 1s x retries 2 = 3s > timeout 2s
+    short = rollout(stack.args("app", image=app_images["1"], strategy="exclusive", health={"timeout": 2}))
+    assert any("shorter than the healthcheck" in w for w in short.get("warnings", [])), short
+    published = rollout(stack.args("web", image=app_images["1"], strategy="exclusive", published_ports=["0:8000"]))
+    assert not published.get("failed"), published.get("msg")
+    bindings = json.loads(docker("inspect", f"{stack.name}-web"))[0]["NetworkSettings"]["Ports"]["8000/tcp"]
+    assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
+
+
+def test_deploy_lock_module(stack):
+    base = {"stack": stack.name, "state_root": str(stack.root)}
+    lock = lambda **kw: run_task("tradeops.stack.deploy_lock", {**base, **kw})[0]  # noqa: E731
+    first = lock(holder="alice", reason="release 7", ttl=600)
+    assert first["changed"] and first["lock"]["holder"] == "alice"
+    assert lock(holder="alice", reason="release 7", ttl=600)["changed"] is False  # renewal
+    busy = lock(holder="bob")
+    assert busy.get("failed") and "'alice'" in busy["msg"] and "release 7" in busy["msg"]
+    assert lock(state="released", holder="bob").get("failed")
+    assert lock(state="released", holder="bob", force=True)["changed"]
+    # a lock owned by a process that is gone is stale, and taken over only on request
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    import socket
+
+    lock(holder="carol", owner_pid=dead.pid, owner_host=socket.gethostname())
+    status = lock(state="status")
+    assert status["lock"]["stale"] is True and str(dead.pid) in status["lock"]["stale_reason"]
+    stale = lock(holder="dave")
+    assert stale.get("failed") and "STALE" in stale["msg"]
+    taken = lock(holder="dave", take_over_stale=True)
+    assert taken["changed"] and taken["taken_over"]["holder"] == "carol"
+    check = run_task("tradeops.stack.deploy_lock", {**base, "holder": "erin"}, check=True)[0]
+    assert check.get("failed") and "'dave'" in check["msg"]
+    assert lock(state="released", holder="dave")["changed"]
+    assert lock(state="status")["lock"]["held"] is False
+    actions = [(e["action"], e.get("holder")) for e in stack.audit()]
+    assert ("lock_take_over", "dave") in actions and ("lock_release", "bob") in actions
