@@ -466,6 +466,13 @@ restored_release:
   returned: when rolled_back
   type: str
   sample: 20261122T190000Z-9f8e7d6c
+rollback_failed:
+  description:
+    - True when the automatic rollback itself failed (RV(rolled_back) is then false and RV(reason) says why);
+      the service needs a human.
+  returned: when the rollout failed after a change
+  type: bool
+  sample: false
 reason:
   description: Why the rollout failed and was rolled back.
   returned: when failed
@@ -510,6 +517,7 @@ timings:
   sample: {total: 4.2, gate: 2.1, switch_gap: 2.3}
 """
 
+import math
 import os
 import socket
 import time
@@ -553,11 +561,12 @@ _OPS = {
 
 
 def prometheus_samples(url, query, timeout=5.0):
-    """Sample values of an instant query: [] means no data (distinct from 0). Raises on HTTP/API errors."""
+    """Sample values of an instant query: [] means no data (distinct from 0); NaN samples count as no data.
+    Raises _prometheus.PrometheusError on HTTP/API errors."""
     from ansible_collections.tradeops.stack.plugins.module_utils import _prometheus
 
-    client = _prometheus.PrometheusClient(url, timeout=timeout)
-    return [float(s["value"]) if isinstance(s, dict) else float(s) for s in client.query(query)]
+    client = _prometheus.Prometheus(url, timeout=timeout)
+    return [value for _labels, value in client.query(query) if not math.isnan(value)]
 
 
 def measure(checks, url):
@@ -1106,10 +1115,12 @@ class Rollout:
                     self.history.load()
                     self.history.fail(self.history.get(rel["id"]) or rel, "rolled_back", failure.reason)
                     self.history.save()
+                rollback_failed = getattr(failure, "rollback_failed", False)
                 result.update(
                     changed=True,
                     failed=True,
-                    rolled_back=True,
+                    rolled_back=not rollback_failed,
+                    rollback_failed=rollback_failed,
                     reason=failure.reason,
                     restored_release=restored,
                     release=restored,
@@ -1124,7 +1135,9 @@ class Rollout:
                 )
                 if failure.gate:
                     result["gate"] = failure.gate
-                self.audit(action, "rolled_back", prev_rel, rel, failure.reason)
+                self.audit(
+                    action, "rollback_failed" if rollback_failed else "rolled_back", prev_rel, rel, failure.reason
+                )
                 self.finish(result)
                 return result
             with self.state.mutex("releases"):
@@ -1144,7 +1157,8 @@ class Rollout:
         try:
             restored_hash = strategy.rollback(failure)
         except Exception as exc:  # the rollback itself failed: say so loudly, never report success
-            failure.reason += "; AUTOMATIC ROLLBACK ALSO FAILED: %s" % exc
+            failure.reason += "; AUTOMATIC ROLLBACK ALSO FAILED: %s" % getattr(exc, "reason", exc)
+            failure.rollback_failed = True
             return None
         rel = self.history.by_hash(restored_hash) if restored_hash else None
         return rel["id"] if rel else None
