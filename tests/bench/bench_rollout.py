@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""Rollout benchmarks on the real engine. Prints numbers; asserts nothing about time.
+
+    .venv/bin/python tests/bench/bench_rollout.py [--rate 250] [--only zero_downtime,switch,noop]
+
+1. zero downtime: a separate process sends a steady load through the blue/green proxy while an upgrade and
+   then a rollback run; the same upgrade is then done with community.docker.docker_container recreating a
+   container that publishes the port directly. Total and failed requests, p99 latency, longest gap between
+   two successful responses.
+2. switch gap and rollback time per strategy: exclusive switch gap (no instance serving), automatic rollback
+   (unhealthy image) and manual rollback wall time for exclusive, start_first and blue_green.
+3. no-op re-run of 10 services: one playbook with tradeops.stack.rollout vs one with
+   community.docker.docker_container over the same number of containers.
+Everything it creates is named t-ro-bench-*, under a temporary state root, and removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import itertools
+import json
+import multiprocessing as mp
+import os
+import secrets
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+from conftest import run_playbook  # noqa: E402
+from test_rollout_support import LOCAL, Stack, build_test_images, docker, rollout  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- load generator (separate process) ------------------------------------------------------
+def _load(port: int, rate: float, stop, out_path: str, threads: int = 16):
+    records = []
+    lock = threading.Lock()
+    period = threads / rate
+
+    def worker(offset):
+        nxt = time.monotonic() + offset
+        while not stop.is_set():
+            now = time.monotonic()
+            if now < nxt:
+                time.sleep(nxt - now)
+            nxt += period
+            t0 = time.monotonic()
+            ok, err = False, None
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 200
+                err = None if ok else "HTTP %d" % resp.status
+                conn.close()
+            except OSError as exc:
+                err = type(exc).__name__
+            t1 = time.monotonic()
+            with lock:
+                records.append((t0, t1 - t0, ok, err))
+
+    pool = [threading.Thread(target=worker, args=(i * period / threads,), daemon=True) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    Path(out_path).write_text(json.dumps(records))
+
+
+class Load:
+    def __init__(self, port: int, rate: float):
+        self.stop = mp.Event()
+        fd, self.path = tempfile.mkstemp(prefix="t-ro-bench-load-", suffix=".json")
+        os.close(fd)
+        self.proc = mp.Process(target=_load, args=(port, rate, self.stop, self.path), daemon=True)
+
+    def __enter__(self):
+        self.proc.start()
+        time.sleep(1.0)  # steady state before the change
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(1.0)
+        self.stop.set()
+        self.proc.join(30)
+        self.records = json.loads(Path(self.path).read_text())
+        os.unlink(self.path)
+
+    def summary(self) -> dict:
+        rec = sorted(self.records)
+        if not rec:
+            return {"total": 0}
+        lat = sorted(r[1] for r in rec)
+        ok_ends = [r[0] + r[1] for r in rec if r[2]]
+        gaps = [b - a for a, b in itertools.pairwise(ok_ends)]
+        span = rec[-1][0] - rec[0][0]
+        errors = {}
+        for r in rec:
+            if not r[2]:
+                errors[r[3]] = errors.get(r[3], 0) + 1
+        return {
+            "total": len(rec),
+            "failed": sum(1 for r in rec if not r[2]),
+            "rate": round(len(rec) / span, 1) if span else None,
+            "p50_ms": round(statistics.median(lat) * 1000, 1),
+            "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1),
+            "max_gap_between_successes_s": round(max(gaps), 3) if gaps else None,
+            "errors": errors,
+        }
+
+
+def timed(fn, *a, **kw):
+    t = time.monotonic()
+    res = fn(*a, **kw)
+    return res, round(time.monotonic() - t, 2)
+
+
+# -- 1. zero downtime ------------------------------------------------------------------------
+def bench_zero_downtime(images, rate, tmp):
+    stack = Stack(tmp / "zd")
+    stack.name = "t-ro-bench-" + secrets.token_hex(2)
+    port = free_port()
+    args = lambda image, **kw: stack.args(  # noqa: E731
+        "api",
+        image=image,
+        strategy="blue_green",
+        proxy={"listen": port, "port": 8000, "drain": 2},
+        health={"timeout": 30, "http": {"port": 8000, "path": "/health"}},
+        **kw,
+    )
+    out = {}
+    try:
+        first = rollout(args(images["1"]))
+        assert not first.get("failed"), first.get("msg")
+        with Load(port, rate) as load:
+            up, wall = timed(rollout, args(images["2"]))
+        assert not up.get("failed"), up.get("msg")
+        out["blue_green upgrade"] = {**load.summary(), "rollout_s": wall}
+        with Load(port, rate) as load:
+            back, wall = timed(rollout, args(None, state="rolled_back"))
+        assert not back.get("failed"), back.get("msg")
+        out["blue_green rollback"] = {**load.summary(), "rollout_s": wall}
+    finally:
+        stack.cleanup()
+
+    # the same upgrade with community.docker.docker_container recreating a container that publishes the port
+    name = "t-ro-bench-dc-" + secrets.token_hex(2)
+    port2 = free_port()
+    book = tmp / "dc.yml"
+
+    def dc(image):
+        play = [
+            {
+                "hosts": "localhost",
+                "gather_facts": False,
+                "connection": "local",
+                "vars": {"ansible_python_interpreter": sys.executable},
+                "tasks": [
+                    {
+                        "name": "docker_container",
+                        "community.docker.docker_container": {
+                            "name": name,
+                            "image": image,
+                            "state": "started",
+                            "recreate": True,
+                            "published_ports": [f"127.0.0.1:{port2}:8000"],
+                            "labels": {"tradeops.stack": name},
+                        },
+                    }
+                ],
+            }
+        ]
+        book.write_text(json.dumps(play))
+        run = run_playbook(book, inventory="localhost,", env=LOCAL)
+        assert run.rc == 0, run.output[-2000:]
+
+    try:
+        dc(images["1"])
+        time.sleep(2)
+        with Load(port2, rate) as load:
+            _, wall = timed(dc, images["2"])
+        out["docker_container recreate"] = {**load.summary(), "rollout_s": wall}
+    finally:
+        docker("rm", "-f", name, check=False)
+    return out
+
+
+# -- 2. switch gap and rollback time -----------------------------------------------------------
+def bench_switch(images, tmp):
+    out = {}
+    for strategy in ("exclusive", "start_first", "blue_green"):
+        stack = Stack(tmp / strategy)
+        stack.name = "t-ro-bench-" + secrets.token_hex(2)
+        extra = {"proxy": {"listen": free_port(), "port": 8000, "drain": 1}} if strategy == "blue_green" else {}
+        args = lambda image, **kw: stack.args("svc", image=image, strategy=strategy, **{**extra, **kw})  # noqa: B023, E731
+        try:
+            assert not rollout(args(images["1"])).get("failed")
+            up, up_wall = timed(rollout, args(images["2"]))
+            bad, bad_wall = timed(rollout, args(images["unhealthy"]))
+            crash, crash_wall = timed(rollout, args(images["crash"]))
+            back, back_wall = timed(rollout, args(None, state="rolled_back"))
+            assert bad["rolled_back"] and crash["rolled_back"] and not back.get("failed")
+            out[strategy] = {
+                "upgrade_wall_s": up_wall,
+                "switch_gap_s": up["timings"].get("switch_gap"),
+                "gate_s": up["timings"].get("gate"),
+                "auto_rollback_unhealthy_wall_s": bad_wall,
+                "auto_rollback_unhealthy_restore_s": bad["timings"].get("rollback"),
+                "auto_rollback_crash_wall_s": crash_wall,
+                "auto_rollback_crash_restore_s": crash["timings"].get("rollback"),
+                "manual_rollback_wall_s": back_wall,
+                "manual_rollback_switch_gap_s": back["timings"].get("switch_gap"),
+            }
+        finally:
+            stack.cleanup()
+    return out
+
+
+# -- 3. no-op re-run of 10 services ----------------------------------------------------------
+def bench_noop(images, tmp, n=10):
+    stack = Stack(tmp / "noop")
+    stack.name = "t-ro-bench-" + secrets.token_hex(2)
+    book = tmp / "noop.yml"
+    services = [f"s{i}" for i in range(n)]
+    rollout_play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "connection": "local",
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "tasks": [
+                {
+                    "name": "rollout",
+                    "tradeops.stack.rollout": {**stack.args("{{ item }}", image=images["1"], strategy="start_first")},
+                    "loop": services,
+                }
+            ],
+        }
+    ]
+    dc_names = [f"{stack.name}-dc{i}" for i in range(n)]
+    dc_play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "connection": "local",
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "tasks": [
+                {
+                    "name": "docker_container",
+                    "community.docker.docker_container": {
+                        "name": "{{ item }}",
+                        "image": images["1"],
+                        "state": "started",
+                        "user": "65534:65534",
+                        "read_only": True,
+                        "tmpfs": ["/tmp"],
+                        "cap_drop": ["ALL"],
+                        "memory": "32m",
+                        "labels": {"tradeops.stack": stack.name},
+                    },
+                    "loop": dc_names,
+                }
+            ],
+        }
+    ]
+    out = {}
+    try:
+        for label, play in (("tradeops.stack.rollout", rollout_play), ("community.docker.docker_container", dc_play)):
+            book.write_text(json.dumps(play))
+            run, first = timed(run_playbook, book, inventory="localhost,", env=LOCAL)
+            assert run.rc == 0, run.output[-2000:]
+            run, again = timed(run_playbook, book, inventory="localhost,", env=LOCAL)
+            assert run.rc == 0 and "changed=0" in run.stdout, run.stdout[-1500:]
+            out[label] = {"first_run_s": first, "noop_rerun_s": again}
+    finally:
+        stack.cleanup()
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=250.0)
+    parser.add_argument("--only", default="zero_downtime,switch,noop")
+    opts = parser.parse_args()
+    images = build_test_images()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="t-ro-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        for name in opts.only.split(","):
+            (tmp / name).mkdir()
+            for sub in ("zd", "exclusive", "start_first", "blue_green", "noop"):
+                (tmp / sub).mkdir(exist_ok=True)
+            if name == "zero_downtime":
+                results[name] = bench_zero_downtime(images, opts.rate, tmp)
+            elif name == "switch":
+                results[name] = bench_switch(images, tmp)
+            elif name == "noop":
+                results[name] = bench_noop(images, tmp)
+            print(json.dumps({name: results[name]}, indent=2), flush=True)
+    load = os.getloadavg()
+    print(json.dumps({"host": {"cpus": os.cpu_count(), "loadavg": load}}))
+
+
+if __name__ == "__main__":
+    main()
