@@ -1,0 +1,289 @@
+# -*- coding: utf-8 -*-
+# Copyright: tradeops.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters over the stack description (tradeops_stack_services).
+
+- ``dependency_order``: the services in dependency order (a service after everything it
+  depends on), stable with respect to the declaration order; a cycle or an unknown
+  dependency is an error that names the services involved.
+- ``stack_problems``: every problem of a stack description as one readable line naming the
+  service and the field, checked against the schema in roles/stack/meta/argument_specs.yml
+  plus the rules a schema cannot express (unique names, dependencies, ports, live mode).
+- ``stack_container_names``: the container names a service runs under.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible.errors import AnsibleFilterError
+
+try:
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+except ImportError:  # pragma: no cover - ansible-core < 2.11
+    ArgumentSpecValidator = None
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# Keys of a role argument spec that ArgumentSpecValidator does not know.
+_DOC_KEYS = ("description", "version_added", "short_description")
+
+
+def _name(svc, index):
+    if isinstance(svc, dict) and isinstance(svc.get("name"), str):
+        return svc["name"]
+    return "#%d" % index
+
+
+def _graph(services):
+    if not isinstance(services, (list, tuple)):
+        raise AnsibleFilterError("dependency_order expects a list of services, got %s" % type(services).__name__)
+    names = []
+    for index, svc in enumerate(services):
+        if not isinstance(svc, dict) or not isinstance(svc.get("name"), str):
+            raise AnsibleFilterError("service #%d has no name: every service needs a 'name'" % index)
+        names.append(svc["name"])
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise AnsibleFilterError("service %r is declared twice in tradeops_stack_services" % name)
+        seen.add(name)
+    deps = {}
+    for svc in services:
+        wanted = svc.get("depends_on") or []
+        if isinstance(wanted, str) or not isinstance(wanted, (list, tuple)):
+            raise AnsibleFilterError("service %r: depends_on must be a list of service names" % svc["name"])
+        for dep in wanted:
+            if dep not in seen:
+                raise AnsibleFilterError(
+                    "service %r: depends_on names %r, which is not a service of the stack (services: %s)"
+                    % (svc["name"], dep, ", ".join(names))
+                )
+            if dep == svc["name"]:
+                raise AnsibleFilterError("service %r: depends_on names itself" % svc["name"])
+        deps[svc["name"]] = list(dict.fromkeys(wanted))
+    return names, deps
+
+
+def _find_cycle(deps, remaining):
+    """One cycle among ``remaining`` as a list of names [a, b, ..., a]."""
+    colour = {}
+    stack = []
+
+    def visit(node):
+        colour[node] = "grey"
+        stack.append(node)
+        for dep in deps[node]:
+            if dep not in remaining:
+                continue
+            if colour.get(dep) == "grey":
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in colour:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        colour[node] = "black"
+        return None
+
+    for node in sorted(remaining):
+        if node not in colour:
+            found = visit(node)
+            if found:
+                return found
+    return sorted(remaining)
+
+
+def _enabled(svc):
+    value = svc.get("enabled", True)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "no", "0", "off", "")
+    return bool(value)
+
+
+def dependency_order(services, enabled_only=False):
+    """The services in dependency order; with ``enabled_only`` the disabled ones are left out afterwards."""
+    names, deps = _graph(services)
+    by_name = {svc["name"]: svc for svc in services}
+    done, order = set(), []
+    remaining = list(names)
+    while remaining:
+        ready = [n for n in remaining if all(d in done for d in deps[n])]
+        if not ready:
+            cycle = _find_cycle(deps, set(remaining))
+            raise AnsibleFilterError(
+                "tradeops_stack_services has a dependency cycle: %s (break it by removing one depends_on)"
+                % " -> ".join(cycle)
+            )
+        # take the first ready service in declaration order, then re-scan: stable and predictable
+        first = ready[0]
+        order.append(by_name[first])
+        done.add(first)
+        remaining.remove(first)
+    if enabled_only:
+        order = [svc for svc in order if _enabled(svc)]
+    return order
+
+
+def _clean_spec(options):
+    """A role argument spec's options as an ArgumentSpecValidator spec (doc keys dropped)."""
+    out = {}
+    for key, opt in (options or {}).items():
+        opt = {k: v for k, v in opt.items() if k not in _DOC_KEYS}
+        if "options" in opt:
+            opt["options"] = _clean_spec(opt["options"])
+        out[key] = opt
+    return out
+
+
+def _published_host_ports(svc):
+    ports = []
+    for item in svc.get("published_ports") or []:
+        text = str(item).split("/")[0]
+        parts = text.split(":")
+        if len(parts) >= 2 and parts[-2]:
+            ports.append(parts[-2])
+    return ports
+
+
+def stack_problems(services, argument_specs=None, trading_mode="paper", live_approved=False, flags=None):
+    """Every problem of the stack description, as readable lines naming the service and the field.
+
+    ``argument_specs`` is the parsed roles/stack/meta/argument_specs.yml (its ``description`` entry
+    point's ``tradeops_stack_services.options`` is the schema of one service).
+    """
+    problems = []
+    if not isinstance(services, (list, tuple)) or isinstance(services, str):
+        return ["tradeops_stack_services must be a list of services, got %s" % type(services).__name__]
+    if not services:
+        return ["tradeops_stack_services is empty: describe at least one service"]
+    schema = None
+    if argument_specs:
+        try:
+            entries = argument_specs["argument_specs"]
+            entry = entries.get("description") or entries["main"]
+            schema = entry["options"]["tradeops_stack_services"]["options"]
+        except (KeyError, TypeError, AttributeError):
+            problems.append("the schema passed to stack_problems has no description.tradeops_stack_services.options")
+    names = []
+    for index, svc in enumerate(services):
+        label = "service %r" % _name(svc, index)
+        if not isinstance(svc, dict):
+            problems.append("%s: must be a mapping of fields, got %s" % (label, type(svc).__name__))
+            continue
+        if schema is not None and ArgumentSpecValidator is not None:
+            clean = _clean_spec(schema)
+            result = ArgumentSpecValidator(clean).validate(dict(svc))
+            for err in result.errors:
+                if type(err).__name__ == "UnsupportedError":
+                    unknown = sorted(str(k) for k in svc if k not in clean)
+                    problems.append(
+                        "%s: unknown field(s) %s (fields of a service: %s)"
+                        % (label, ", ".join(repr(k) for k in unknown), ", ".join(sorted(clean)))
+                    )
+                else:
+                    problems.append("%s: %s" % (label, err.msg if hasattr(err, "msg") else err))
+        name = svc.get("name")
+        if isinstance(name, str):
+            if not NAME_RE.match(name):
+                problems.append(
+                    "%s: field 'name' must be 1-40 lower-case letters, digits or '_', starting with a letter" % label
+                )
+            if name in names:
+                problems.append("%s: declared twice (field 'name' must be unique)" % label)
+            names.append(name)
+        strategy = svc.get("strategy", "start_first")
+        if strategy == "blue_green" and not svc.get("proxy"):
+            problems.append("%s: strategy blue_green needs field 'proxy' ({listen, port})" % label)
+        if svc.get("proxy") and strategy != "blue_green":
+            problems.append(
+                "%s: field 'proxy' is only used with strategy blue_green (strategy is %s)" % (label, strategy)
+            )
+        if strategy == "start_first" and _published_host_ports(svc):
+            problems.append(
+                "%s: field 'published_ports' fixes a host port, which two overlapping start_first instances "
+                "cannot share; use strategy exclusive or blue_green" % label
+            )
+        if svc.get("stateful") and strategy != "exclusive":
+            problems.append("%s: a stateful service must use strategy exclusive (field 'strategy')" % label)
+        image = svc.get("image")
+        if isinstance(image, str) and not image.strip():
+            problems.append("%s: field 'image' is empty" % label)
+        for flag in svc.get("flags") or []:
+            if flags is not None and isinstance(flags, dict) and flag not in flags:
+                # not an error: an undeclared flag renders as false (default-safe); say so anyway
+                continue
+        env = svc.get("env") or {}
+        if isinstance(env, dict):
+            for key in env:
+                if re.search(r"(?i)(password|secret|token|api_key)", str(key)) and not str(key).endswith("_FILE"):
+                    problems.append(
+                        "%s: field 'env.%s' looks like a secret; deliver it through 'secrets' (a file under "
+                        "/run/secrets), never the environment" % (label, key)
+                    )
+            mode = str(env.get("TRADING_MODE", trading_mode))
+            if mode != trading_mode:
+                problems.append(
+                    "%s: field 'env.TRADING_MODE' is %r but tradeops_trading_mode is %r" % (label, mode, trading_mode)
+                )
+            url = str(env.get("BROKER_BASE_URL", ""))
+            if (
+                trading_mode == "paper"
+                and re.search(r"(^|[/.])api-capital\.backend-capital\.com", url)
+                and "demo-" not in url
+            ):
+                problems.append("%s: field 'env.BROKER_BASE_URL' is the LIVE broker host in a paper stack" % label)
+    # dependencies and cycles (names known only when every service has one)
+    if all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in services) and len(set(names)) == len(names):
+        try:
+            dependency_order(services)
+        except AnsibleFilterError as exc:
+            problems.append(str(exc.message if hasattr(exc, "message") else exc))
+    # host ports used twice
+    used = {}
+    for index, svc in enumerate(services):
+        if not isinstance(svc, dict):
+            continue
+        ports = list(_published_host_ports(svc))
+        proxy = svc.get("proxy")
+        if isinstance(proxy, dict) and proxy.get("listen") is not None:
+            ports.append(str(proxy["listen"]))
+        for port in ports:
+            if port in used and used[port] != _name(svc, index):
+                problems.append(
+                    "service %r: host port %s is already published by service %r"
+                    % (_name(svc, index), port, used[port])
+                )
+            used.setdefault(port, _name(svc, index))
+    if trading_mode not in ("paper", "live"):
+        problems.append("tradeops_trading_mode must be paper or live, got %r" % (trading_mode,))
+    if trading_mode == "live" and not live_approved:
+        problems.append(
+            "tradeops_trading_mode is live but tradeops_live_trading_approved is not true: "
+            "a live stack needs that explicit approval variable"
+        )
+    if flags is not None and not isinstance(flags, dict):
+        problems.append("tradeops_feature_flags must be a mapping of flag name to true/false")
+    elif isinstance(flags, dict):
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                problems.append("tradeops_feature_flags.%s must be true or false, got %r" % (key, value))
+    return problems
+
+
+def stack_container_names(service, stack):
+    """The names of the containers a service runs as (blue_green: both colours and the proxy)."""
+    base = "%s-%s" % (stack, service["name"].replace("_", "-"))
+    if service.get("strategy") == "blue_green":
+        return [base + "-blue", base + "-green", base + "-proxy"]
+    return [base]
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "dependency_order": dependency_order,
+            "stack_problems": stack_problems,
+            "stack_container_names": stack_container_names,
+        }
