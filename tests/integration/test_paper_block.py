@@ -1,0 +1,481 @@
+"""paper_block on the real engine with a real Prometheus scraping the real reference bot.
+
+One stack per module run: Redis, PostgreSQL and the five bot roles on a test
+network, labelled as the collection labels its containers, and the locally
+built Prometheus scraping every bot's /metrics each second. The module is run
+through ansible-playbook (a fresh process each time), so every step also
+proves that the block lives in the host state, not in the controller.
+
+Needs the locally built images: run `make images` first. Everything created is
+named t-pb-<random> and removed at the end; state roots are temporary folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from conftest import run_module, run_playbook
+
+docker = pytest.importorskip("docker")
+
+BOT_IMAGE = "tradeops/bot:1.0.0"
+POSTGRES_IMAGE = "tradeops/postgres:15-bookworm"
+REDIS_IMAGE = "tradeops/redis:7-bookworm"
+PROM_IMAGE = "tradeops/prometheus:2.42-bookworm"
+BUSYBOX_IMAGE = "tradeops/busybox:1.35"
+ROLES = ("market_data", "signal_engine", "risk_manager", "paper_execution", "db_writer")
+BOT_UID, DB_UID, PROM_UID = 10001, 999, 10090
+RUN_LABEL = "tradeops.test.run"
+MODULE = "tradeops.stack.paper_block"
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+class Stack:
+    def __init__(self, client):
+        self.client = client
+        self.prefix = "t-pb-" + secrets.token_hex(4)
+        self.stack = self.prefix.replace("-", "")  # a valid stack name, unique per run
+        self.workdir = Path(tempfile.mkdtemp(prefix=self.prefix + "-"))
+        self.state_root = self.workdir / "state"
+        self.containers: dict[str, object] = {}
+        self.network = None
+        self.prom_url = None
+
+    def run(self, name, image, labels=None, **kw):
+        opts = {
+            "cap_drop": ["ALL"],
+            "read_only": True,
+            "security_opt": ["no-new-privileges:true"],
+            "mem_limit": "256m",
+            "pids_limit": 128,
+            "restart_policy": {"Name": "no"},
+            "labels": {RUN_LABEL: self.prefix, **(labels or {})},
+            "network": self.network.name,
+            "detach": True,
+        }
+        opts.update(kw)
+        container = self.client.containers.run(image, name=f"{self.prefix}-{name}", **opts)
+        self.containers[name] = container
+        return container
+
+    def stack_labels(self, service):
+        return {
+            "tradeops.stack": self.stack,
+            "tradeops.service": service,
+            "tradeops.colour": "main",
+            "tradeops.release": f"{service}-r1",
+            "tradeops.spec-hash": secrets.token_hex(6),
+        }
+
+    def start(self):
+        self.network = self.client.networks.create(f"{self.prefix}-net", labels={RUN_LABEL: self.prefix})
+        secrets_dir = self.workdir / "secrets"
+        secrets_dir.mkdir()
+        (secrets_dir / "postgres_password").write_text("pw-" + secrets.token_hex(8))
+        secrets_dir.chmod(0o755)
+        (secrets_dir / "postgres_password").chmod(0o444)
+        flags = self.workdir / "flags"
+        flags.mkdir()
+        flags.chmod(0o755)
+        self._postgres(secrets_dir)
+        self.run(
+            "redis",
+            REDIS_IMAGE,
+            labels=self.stack_labels("redis"),
+            user=f"{DB_UID}:{DB_UID}",
+            tmpfs={"/data": f"rw,size=32m,uid={DB_UID},gid={DB_UID}"},
+            # a demo broker URL in a service's environment is fine (the live one is refused)
+            environment={"BROKER_BASE_URL": "https://demo-api-capital.backend-capital.com/api/v1"},
+        )
+        for role in ROLES:
+            self.run(
+                role,
+                BOT_IMAGE,
+                labels=self.stack_labels(role),
+                user=f"{BOT_UID}:{BOT_UID}",
+                tmpfs={"/tmp": "rw,noexec,nosuid,size=16m"},
+                environment={
+                    "BOT_ROLE": role,
+                    "REDIS_HOST": f"{self.prefix}-redis",
+                    "POSTGRES_HOST": f"{self.prefix}-postgres",
+                    "POSTGRES_DB": "tradeops",
+                    "POSTGRES_USER": "tradeops",
+                    "TRADING_MODE": "paper",
+                    "EPICS": "BTCUSD,OIL_CRUDE",
+                },
+                volumes={
+                    str(secrets_dir): {"bind": "/run/secrets", "mode": "ro"},
+                    str(flags): {"bind": "/run/config", "mode": "ro"},
+                },
+            )
+        self.start_prometheus()
+
+    def _postgres(self, secrets_dir):
+        return self.run(
+            "postgres",
+            POSTGRES_IMAGE,
+            labels=self.stack_labels("postgres"),
+            user=f"{DB_UID}:{DB_UID}",
+            tmpfs={
+                "/tmp": "rw,size=16m",
+                "/var/run/postgresql": f"rw,size=1m,uid={DB_UID},gid={DB_UID}",
+                "/var/lib/postgresql/data": f"rw,size=128m,uid={DB_UID},gid={DB_UID}",
+            },
+            environment={
+                "POSTGRES_USER": "tradeops",
+                "POSTGRES_DB": "tradeops",
+                "POSTGRES_PASSWORD_FILE": "/run/secrets/postgres_password",
+            },
+            volumes={str(secrets_dir / "postgres_password"): {"bind": "/run/secrets/postgres_password", "mode": "ro"}},
+        )
+
+    def start_prometheus(self):
+        conf = self.workdir / "prometheus"
+        conf.mkdir()
+        targets = [f"{self.prefix}-{role}:8000" for role in ROLES]
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [
+                {"job_name": "bot", "scrape_timeout": "900ms", "static_configs": [{"targets": targets}]}
+            ],
+        }
+        (conf / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
+        conf.chmod(0o755)
+        (conf / "prometheus.yml").chmod(0o644)
+        container = self.run(
+            "prometheus",
+            PROM_IMAGE,
+            user=f"{PROM_UID}:{PROM_UID}",
+            tmpfs={"/prometheus": f"rw,size=256m,uid={PROM_UID},gid={PROM_UID}"},
+            volumes={str(conf): {"bind": "/etc/prometheus", "mode": "ro"}},
+            ports={"9090/tcp": ("127.0.0.1", None)},
+            mem_limit="512m",
+        )
+        container.reload()
+        port = container.attrs["NetworkSettings"]["Ports"]["9090/tcp"][0]["HostPort"]
+        self.prom_url = f"http://127.0.0.1:{port}"
+
+        def ready():
+            try:
+                with urllib.request.urlopen(self.prom_url + "/-/ready", timeout=2) as resp:
+                    return resp.status == 200
+            except OSError:
+                container.reload()
+                if container.status == "exited":
+                    pytest.fail("prometheus exited: " + container.logs(tail=20).decode(errors="replace"))
+                return False
+
+        wait_for(ready, 60, "prometheus to be ready")
+
+    def remove(self):
+        for container in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={self.prefix}"}):
+            container.remove(force=True, v=True)
+        for network in self.client.networks.list(filters={"label": f"{RUN_LABEL}={self.prefix}"}):
+            network.remove()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def args(self, **kw):
+        base = {
+            "stack": self.stack,
+            "state_root": str(self.state_root),
+            "prometheus_url": self.prom_url,
+            "scrape_interval": 1,
+            "zai_window": "20s",
+        }
+        base.update(kw)
+        return base
+
+    def pb(self, check=False, **kw):
+        return run_module(MODULE, self.args(**kw), check=check)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    client = docker.from_env()
+    missing = []
+    for image in (BOT_IMAGE, POSTGRES_IMAGE, REDIS_IMAGE, PROM_IMAGE, BUSYBOX_IMAGE):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            missing.append(image)
+    if missing:
+        pytest.fail(f"image(s) {', '.join(missing)} not found: run `make images` first")
+    s = Stack(client)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.remove()
+
+
+def tasks_playbook(tasks):
+    """Run several module tasks in one ansible-playbook (one process start) and return their results by name."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as handle:
+        json.dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "connection": "local",
+                    "vars": {"ansible_python_interpreter": sys.executable},
+                    "tasks": [{"name": name, MODULE: args, "ignore_errors": True} for name, args in tasks],
+                }
+            ],
+            handle,
+        )
+    try:
+        run = run_playbook(handle.name, inventory="localhost,", json_output=True)
+    finally:
+        os.unlink(handle.name)
+    return {name: run.task(name) for name, _ in tasks}
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# --------------------------------------------------------------------------- refusals
+def test_refusals_are_clear_and_write_nothing(stack):
+    s = stack
+    live = s.run(
+        "livecfg",
+        BUSYBOX_IMAGE,
+        labels={"tradeops.stack": s.stack + "live", "tradeops.service": "signal_engine"},
+        command=["sleep", "600"],
+        environment={"BROKER_BASE_URL": "https://api-capital.backend-capital.com/api/v1"},
+    )
+    s.run(
+        "livemode",
+        BUSYBOX_IMAGE,
+        labels={"tradeops.stack": s.stack + "mode", "tradeops.service": "paper_execution"},
+        command=["sleep", "600"],
+        environment={"TRADING_MODE": "live"},
+    )
+    base = {"state": "started", "reason": "refusal test", "state_root": str(s.state_root)}
+    cases = {
+        "bad id": (dict(base, stack=s.stack, id="../etc"), "id '../etc' is invalid"),
+        "reserved id": (dict(base, stack=s.stack, id="active"), "reserved word 'active'"),
+        "missing id": (dict(base, stack=s.stack), "id is required to start a block"),
+        "bad duration": (dict(base, stack=s.stack, id="b1", duration="3 days"), "duration '3 days' is not a duration"),
+        "zero duration": (dict(base, stack=s.stack, id="b1", duration="0s"), "duration '0s' is out of range"),
+        "huge duration": (dict(base, stack=s.stack, id="b1", duration="90d"), "duration '90d' is out of range"),
+        "bad zai window": (
+            dict(base, stack=s.stack, id="b1", zai_window="soon"),
+            "zai_window 'soon' is not a duration",
+        ),
+        "live mode": (dict(base, stack=s.stack, id="b1", trading_mode="live"), "trading_mode is 'live'"),
+        "live url option": (
+            dict(base, stack=s.stack, id="b1", broker_urls=["https://api-capital.backend-capital.com/api/v1"]),
+            "broker_urls contains the LIVE Capital.com host",
+        ),
+        "live url in a container": (
+            dict(base, stack=s.stack + "live", id="b1"),
+            f"container {live.name} has BROKER_BASE_URL pointing at the LIVE Capital.com host",
+        ),
+        "live mode in a container": (
+            dict(base, stack=s.stack + "mode", id="b1"),
+            f"container {s.prefix}-livemode runs with TRADING_MODE=live",
+        ),
+        "no reason": (
+            {"stack": s.stack, "state": "started", "id": "b1", "state_root": str(s.state_root)},
+            "reason is required",
+        ),
+        "abort without reason": (
+            {"stack": s.stack, "state": "aborted", "state_root": str(s.state_root)},
+            "reason is required to abort",
+        ),
+    }
+    results = tasks_playbook([(name, args) for name, (args, _) in cases.items()])
+    for name, (_, expected) in cases.items():
+        res = results[name]
+        assert res.get("failed"), f"{name}: not refused: {res}"
+        assert expected in res["msg"], f"{name}: {res['msg']!r} does not say {expected!r}"
+        assert "Traceback" not in res["msg"]
+    assert snapshot(s.state_root) == {}, "a refused start wrote state"
+
+    # the demo host is fine; then a second block is refused naming the first, and nothing changes
+    first = s.pb(
+        state="started",
+        id="refusal-1",
+        reason="first",
+        duration="1h",
+        broker_urls=["https://demo-api-capital.backend-capital.com/api/v1"],
+    )
+    assert first["changed"] and not first.get("failed"), first
+    before = snapshot(s.state_root)
+    results = tasks_playbook(
+        [
+            ("second", dict(s.args(), state="started", id="refusal-2", reason="second")),
+            ("same again", dict(s.args(), state="started", id="refusal-1", reason="first", duration="1h")),
+            ("complete other", dict(s.args(), state="completed", id="refusal-2")),
+        ]
+    )
+    assert results["second"]["failed"]
+    assert "paper block refusal-1 is already active" in results["second"]["msg"]
+    assert "operator" in results["second"]["msg"] and "abort it before starting refusal-2" in results["second"]["msg"]
+    assert results["same again"]["changed"] is False and not results["same again"].get("failed")
+    assert results["complete other"]["failed"] and "the active block is refusal-1" in results["complete other"]["msg"]
+    assert snapshot(s.state_root) == before, "a refused or no-op call changed state"
+    closed = s.pb(state="aborted", reason="refusal test done")
+    assert closed["changed"] and closed["block"]["status"] == "aborted", closed
+    reused = s.pb(state="started", id="refusal-1", reason="again")
+    assert reused["failed"] and "block id refusal-1 was already used (status aborted" in reused["msg"]
+    again = s.pb(state="aborted", id="refusal-1", reason="again")
+    assert again["changed"] is False and not again.get("failed"), again
+
+
+# --------------------------------------------------------------------------- the block
+def test_block_lifecycle_zai_and_report(stack):
+    s = stack
+    client = s.client
+
+    # check mode predicts the start and writes nothing
+    predicted = s.pb(check=True, state="started", id="blk-1", reason="integration", duration="10m")
+    assert predicted["changed"] and not predicted.get("failed"), predicted
+    assert not (s.state_root / s.stack / "blocks" / "blk-1.json").exists()
+
+    started = s.pb(state="started", id="blk-1", reason="integration", duration="10m")
+    assert started["changed"], started
+    block = started["block"]
+    assert block["status"] == "active" and block["trading_mode"] == "paper"
+    active = json.loads((s.state_root / s.stack / "blocks" / "active.json").read_text())
+    assert active == json.loads((s.state_root / s.stack / "blocks" / "blk-1.json").read_text()) == block
+    assert set(active) >= {
+        "id",
+        "operator",
+        "reason",
+        "started_at",
+        "planned_end",
+        "duration_seconds",
+        "status",
+        "trading_mode",
+        "manifest",
+    }
+    assert active["planned_end"] - active["started_at"] == 600
+
+    # the manifest is what the engine says, container by container
+    manifest = {c["name"]: c for c in block["manifest"]}
+    assert set(manifest) == {f"{s.prefix}-{n}" for n in ("postgres", "redis", *ROLES)}
+    for name, entry in manifest.items():
+        attrs = client.api.inspect_container(name)
+        assert entry["image_id"] == attrs["Image"]
+        assert entry["spec_hash"] == attrs["Config"]["Labels"]["tradeops.spec-hash"]
+        assert entry["release"] == attrs["Config"]["Labels"]["tradeops.release"]
+        assert entry["restart_count"] == attrs["RestartCount"]
+        assert entry["id"] == attrs["Id"][:12]
+
+    audit = [json.loads(line) for line in (s.state_root / s.stack / "audit.log").read_text().splitlines()]
+    assert [e["action"] for e in audit if e.get("block") == "blk-1"] == ["paper_block_start"]
+
+    # activity is seen (fresh process each call: the block is read from the host state)
+    def active_window():
+        res = s.pb(state="status")
+        assert not res.get("failed"), res
+        w = res["window"]
+        return res if (w["signals"] or 0) > 0 and (w["trades"] or 0) > 0 else None
+
+    res = wait_for(active_window, 90, "signals and paper trades in the 20s window", interval=2)
+    assert res["zai"] is False and res["block"]["id"] == "blk-1"
+    assert res["window"]["data"] == {"ticks": "ok", "signals": "ok", "trades": "ok"}
+    assert res["changed"] is False and res["overdue"] is False and 0 < res["remaining_seconds"] < 600
+    prom_text = (s.state_root / s.stack / "metrics" / "paper_block.prom").read_text()
+    assert 'tradeops_paper_block_active{block="blk-1"} 1' in prom_text
+    assert "tradeops_paper_block_zai 0" in prom_text
+
+    # stop the signal engine and the execution service: ZAI after the short window
+    for role in ("signal_engine", "paper_execution"):
+        s.containers[role].stop(timeout=5)
+
+    def zai_declared():
+        res = s.pb(state="status")
+        assert not res.get("failed"), res
+        return res if res["zai"] else None
+
+    res = wait_for(zai_declared, 90, "ZAI to be declared", interval=2)
+    assert "no signal and no paper trade in the last 20s" in res["zai_reason"]
+    # no data is reported as such, never as activity
+    assert res["window"]["signals"] in (None, 0) and res["window"]["trades"] in (None, 0)
+    for key in ("signals", "trades"):
+        assert res["window"]["data"][key] == ("no data" if res["window"][key] is None else "ok")
+    assert res["window"]["ticks"] and res["window"]["ticks"] > 0  # market data still flows
+    assert {f"{s.prefix}-signal_engine", f"{s.prefix}-paper_execution"} <= set(res["unhealthy"])
+    assert "tradeops_paper_block_zai 1" in (s.state_root / s.stack / "metrics" / "paper_block.prom").read_text()
+    red = s.pb(state="status", fail_on_zai=True)
+    assert red["failed"] and red["msg"].startswith("zero-activity incident") and red["zai"] is True
+
+    # restart them: ZAI clears; the engine's restarts are counted
+    for role in ("signal_engine", "paper_execution"):
+        s.containers[role].start()
+
+    def zai_cleared():
+        res = s.pb(state="status", fail_on_zai=True)
+        return res if not res.get("failed") and res["zai"] is False and (res["window"]["signals"] or 0) > 0 else None
+
+    res = wait_for(zai_cleared, 120, "ZAI to clear", interval=2)
+    restarts = {c["name"]: c["restarts"] for c in res["containers"]}
+    assert restarts[f"{s.prefix}-signal_engine"] >= 1 and restarts[f"{s.prefix}-paper_execution"] >= 1
+    assert restarts[f"{s.prefix}-market_data"] == 0 and restarts[f"{s.prefix}-redis"] == 0
+    assert res["restarts_total"] == sum(restarts.values())
+
+    # complete: the report (check mode first: computed, nothing written)
+    dry = s.pb(check=True, state="completed")
+    assert dry["changed"] and dry["report"]["block"]["status"] == "completed", dry
+    assert (s.state_root / s.stack / "blocks" / "active.json").exists()
+    assert not (s.state_root / s.stack / "reports" / "blk-1").exists()
+
+    done = s.pb(state="completed", reason="integration finished")
+    assert done["changed"] and not done.get("failed"), done
+    report = done["report"]
+    assert report["totals"]["ticks"] > 0 and report["totals"]["signals"] > 0 and report["totals"]["trades"] > 0
+    assert len(report["zai_episodes"]) >= 1, report["zai_episodes"]
+    episode = report["zai_episodes"][0]
+    assert block["started_at"] <= episode["start"] and episode["end"] is not None and episode["seconds"] >= 20
+    assert report["manifest_changed"] is False and report["manifest_changes"] == []
+    assert report["restarts_total"] >= 2
+    assert report["series"]["signals"] and report["series"]["trades"]
+    assert report["broker_health"]["down_steps"] is None  # no capital_com_up series in this Prometheus
+
+    files = done["report_files"]
+    on_disk = json.loads(Path(files["json"]).read_text())
+    assert on_disk["totals"] == report["totals"] and on_disk["block"]["status"] == "completed"
+    md = Path(files["markdown"]).read_text()
+    assert "# Paper block blk-1: completed" in md and "Unchanged during the block" in md
+    svg = ET.fromstring(Path(files["svg"]).read_text())  # noqa: S314
+    ns = "{http://www.w3.org/2000/svg}"
+    assert svg.findall(f"{ns}polyline") and svg.findall(f"{ns}rect[@class='zai']")
+
+    assert not (s.state_root / s.stack / "blocks" / "active.json").exists()
+    assert json.loads((s.state_root / s.stack / "blocks" / "blk-1.json").read_text())["status"] == "completed"
+    prom_text = (s.state_root / s.stack / "metrics" / "paper_block.prom").read_text()
+    assert "tradeops_paper_block_active 0" in prom_text
+    audit = [json.loads(line) for line in (s.state_root / s.stack / "audit.log").read_text().splitlines()]
+    assert [e["action"] for e in audit if e.get("block") == "blk-1"] == ["paper_block_start", "paper_block_complete"]
+
+    again = s.pb(state="completed", id="blk-1")
+    assert again["changed"] is False and not again.get("failed"), again
+    quiet = s.pb(state="status", fail_on_zai=True)
+    assert quiet["active"] is False and quiet["zai"] is False and not quiet.get("failed")
