@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "bot"))
 
-from tradeops_bot.app import Bot, Logger, bars_from_ticks, stream_id
+from tradeops_bot.app import Bot, Logger, bars_from_ticks, entry_problem, stream_id
 from tradeops_bot.config import ConfigError, build_info, load_settings, read_flags, read_secret
 
 
@@ -144,3 +144,23 @@ def test_roles_without_postgres_do_not_depend_on_it():
 def test_the_deliberately_broken_build_is_unhealthy():
     status, body = health_of("signal_engine", fault="unhealthy", deps={"redis": (True, "ok")})
     assert status == 503 and "deliberately broken build" in body["reasons"][0]
+
+
+@pytest.mark.parametrize(
+    ("stream", "fields", "problem"),
+    [
+        ("tradeops:ticks", {"epic": "BTCUSD", "mid": "1.5", "ts": "1"}, None),
+        ("tradeops:ticks", None, "trimmed"),
+        ("tradeops:ticks", {}, "trimmed"),
+        ("tradeops:ticks", {"epic": "BTCUSD", "ts": "1"}, "missing fields ['mid']"),
+        ("tradeops:signals", {"signal_id": "s", "epic": "E", "side": "hold", "price": "1", "ts": "1"}, "unknown side"),
+        (
+            "tradeops:orders",
+            {"deal_id": "d", "signal_id": "s", "epic": "E", "side": "buy", "size": "x", "price": "1"},
+            "size is not a number",
+        ),
+    ],
+)
+def test_stream_entries_that_cannot_be_processed_are_named(stream, fields, problem):
+    found = entry_problem(stream, fields)
+    assert found is None if problem is None else problem in found

@@ -118,6 +118,32 @@ class Backoff:
         self.attempt = 0
 
 
+REQUIRED_FIELDS = {
+    STREAM_TICKS: ("epic", "mid", "ts"),
+    STREAM_SIGNALS: ("signal_id", "epic", "side", "price", "ts"),
+    STREAM_ORDERS: ("deal_id", "signal_id", "epic", "side", "size", "price"),
+}
+NUMERIC_FIELDS = ("mid", "ts", "price", "size")
+
+
+def entry_problem(stream: str, fields: dict | None) -> str | None:
+    """Why a stream entry cannot be processed, or None (pure)."""
+    if not fields:
+        return "entry gone (trimmed by MAXLEN before it was processed)"
+    missing = [k for k in REQUIRED_FIELDS.get(stream, ()) if not fields.get(k)]
+    if missing:
+        return f"missing fields {missing}"
+    for key in NUMERIC_FIELDS:
+        if key in fields:
+            try:
+                float(fields[key])
+            except ValueError:
+                return f"field {key} is not a number: {fields[key][:40]!r}"
+    if "side" in fields and fields["side"] not in ("buy", "sell"):
+        return f"unknown side {fields['side'][:20]!r}"
+    return None
+
+
 def stream_id(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -388,9 +414,27 @@ class Bot:
         if self.pending:
             result = r.xreadgroup(group, consumer, dict.fromkeys(streams, "0"), count=count)
             if any(entries for _name, entries in result or []):
-                return result
+                return self.valid_entries(r, group, result)
             self.pending = False
-        return r.xreadgroup(group, consumer, dict.fromkeys(streams, ">"), count=count, block=1000) or []
+        result = r.xreadgroup(group, consumer, dict.fromkeys(streams, ">"), count=count, block=1000)
+        return self.valid_entries(r, group, result)
+
+    def valid_entries(self, r, group: str, result) -> list:
+        """Drop (acknowledge and log) entries that cannot be processed, so one bad entry never blocks a stream:
+        entries trimmed by MAXLEN while pending come back without fields."""
+        out = []
+        for stream, entries in result or []:
+            good = []
+            for entry_id, fields in entries:
+                reason = entry_problem(stream, fields)
+                if reason:
+                    r.xack(stream, group, entry_id)
+                    self.metrics.errors.inc(kind="bad_entry")
+                    self.log("stream_entry_dropped", level="warning", stream=stream, entry_id=entry_id, reason=reason)
+                    continue
+                good.append((entry_id, fields))
+            out.append((stream, good))
+        return out
 
     # market_data ------------------------------------------------------
     def step_market_data(self) -> None:
@@ -589,6 +633,8 @@ class Bot:
         pg = self.connect_pg()
         for _stream, entries in self.read_group(r, "paper_execution", EXECUTOR_CONSUMER, [STREAM_ORDERS], count=50):
             for entry_id, f in entries:
+                if self.stop.is_set():
+                    return  # SIGTERM: the rest stays pending for the next lease holder
                 if not self.lease_valid() and not self.ensure_lease(r):
                     return  # lost the lease mid-batch: leave the rest pending for the new holder
                 if self.paused:
