@@ -19,7 +19,7 @@ description:
     release and take-over is a line in the stack's audit log.
   - Re-acquiring one's own lock renews its TTL.
 author:
-  - tradeops.stack contributors
+  - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
   - tradeops.stack.state
 attributes:
@@ -28,8 +28,10 @@ attributes:
     description: Reports whether the lock would be acquired or released, without writing.
   diff_mode:
     support: none
+    description: No diff.
   idempotent:
     support: partial
+    description: Acquire and release converge.
     details:
       - Acquiring a lock one already holds renews its TTL (reported as not changed).
       - Releasing a free lock is not a change.

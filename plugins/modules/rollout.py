@@ -25,7 +25,7 @@ description:
   - Container hardening is the default; C(cap_drop=ALL), C(no-new-privileges), read-only root filesystem with a
     tmpfs at C(/tmp), resource limits required, non-root user required, bounded logs, ports bound to 127.0.0.1.
 author:
-  - tradeops.stack contributors
+  - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
   - tradeops.stack.state
   - tradeops.stack.docker
@@ -38,6 +38,7 @@ attributes:
     description: Shows the container spec before and after, secrets masked.
   idempotent:
     support: full
+    description: An unchanged, running, healthy service is a no-op without any Docker write.
 options:
   service:
     description:
@@ -227,6 +228,7 @@ options:
   health:
     description: The health gate.
     type: dict
+    default: {}
     suboptions:
       timeout:
         description:
@@ -345,6 +347,14 @@ options:
         description: Seconds between the switch and stopping the old colour (in-flight requests finish).
         type: int
         default: 5
+      memory:
+        description: Memory limit of the proxy container.
+        type: str
+        default: 128m
+      cpus:
+        description: CPU limit of the proxy container (a tight CFS quota adds latency under load).
+        type: float
+        default: 1.0
   keep_releases:
     description: Releases kept in the history; the current and the last known-good one are never pruned.
     type: int
@@ -1499,7 +1509,7 @@ class BlueGreen:
             "cap_drop": ["ALL"],
             "cap_add": [],
             "security_opt": ["no-new-privileges:true"],
-            "resources": {"memory": "64m", "cpus": 0.5, "pids": 64},
+            "resources": {"memory": cfg["memory"], "cpus": cfg["cpus"], "pids": 128},
             "healthcheck": None,
             "restart_policy": "unless-stopped",
             "stop_timeout": 30,
@@ -1530,7 +1540,7 @@ class BlueGreen:
             '        proxy_set_header Connection "";\n'
             "        proxy_set_header Host $host;\n"
             "        proxy_next_upstream error timeout http_502;\n"
-            "        proxy_connect_timeout 2s;\n"
+            "        proxy_connect_timeout 5s;\n"
             "    }\n"
             "}\n"
         ) % (colour, self.ro.stack, self.ro.service, release_id, self.name(colour), self.proxy_cfg["port"], colour)
@@ -1818,6 +1828,8 @@ def main():
                 bind=dict(type="str", default="127.0.0.1"),
                 image=dict(type="str", default="tradeops/proxy:1.0"),
                 drain=dict(type="int", default=5),
+                memory=dict(type="str", default="128m"),
+                cpus=dict(type="float", default=1.0),
             ),
         ),
         keep_releases=dict(type="int", default=5),
