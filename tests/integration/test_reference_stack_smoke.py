@@ -357,7 +357,8 @@ def test_pause_flag_stops_new_orders_and_resume_restarts_them(stack):
 def test_second_paper_execution_is_detected_and_places_no_trade(stack):
     started = stack.sql("SELECT now()")
     stack.run_bot("paper_execution-2", "paper_execution")
-    stack.wait_healthy(["paper_execution-2"], timeout=WAIT)
+    stack.run_bot("db_writer-2", "db_writer")  # as during a blue/green switch of db_writer
+    stack.wait_healthy(["paper_execution-2", "db_writer-2"], timeout=WAIT)
     wait_for(
         lambda: metric(stack.metrics("paper_execution-2"), "tradeops_lease_conflicts_total") > 0,
         WAIT,
@@ -379,6 +380,12 @@ def test_second_paper_execution_is_detected_and_places_no_trade(stack):
     assert total == deals == signals, f"duplicate paper trades: {total} rows, {deals} deals, {signals} signals"
     logs = stack.containers["paper_execution-2"].logs().decode(errors="replace")
     assert '"event": "lease_conflict"' in logs
+
+    standby = stack.metrics("db_writer-2")  # a second db_writer waits instead of writing beside the first
+    assert metric(standby, "tradeops_lease_held") == 0
+    assert metric(standby, "tradeops_db_rows_written_total") == 0
+    assert metric(standby, "tradeops_lease_conflicts_total") == 0, "a db_writer standby is not an incident"
+    assert metric(stack.metrics("db_writer"), "tradeops_lease_held") == 1
 
 
 def test_graceful_stop_releases_the_lease_to_the_standby(stack):

@@ -139,6 +139,12 @@ def test_health_is_503_with_the_reason_when_a_dependency_is_down():
 def test_roles_without_postgres_do_not_depend_on_it():
     status, body = health_of("signal_engine", deps={"redis": (True, "ok")})
     assert status == 200 and set(body["dependencies"]) == {"redis"}
+    assert "lease_held" not in body and "orders_paused" not in body
+
+
+def test_db_writer_reports_its_lease_but_no_order_pause():
+    status, body = health_of("db_writer", deps={"redis": (True, "ok"), "postgres": (True, "ok")})
+    assert status == 200 and body["lease_held"] is False and "orders_paused" not in body
 
 
 def test_the_deliberately_broken_build_is_unhealthy():

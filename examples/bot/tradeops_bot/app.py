@@ -27,7 +27,10 @@ except ImportError:  # pragma: no cover - the image always has them
 STREAM_TICKS = "tradeops:ticks"
 STREAM_SIGNALS = "tradeops:signals"
 STREAM_ORDERS = "tradeops:orders"
-LEASE_KEY = "tradeops:lease:paper_execution"
+# Roles that must never work twice at the same time hold a Redis lease; a second instance stands by.
+# paper_execution: placing orders; db_writer: aggregates with an offset (an overlap during a
+# blue/green switch would otherwise let one instance skip entries the other had not written yet).
+LEASE_KEYS = {"paper_execution": "tradeops:lease:paper_execution", "db_writer": "tradeops:lease:db_writer"}
 EXECUTOR_CONSUMER = "executor"  # one consumer name: a new lease holder takes over the old holder's pending orders
 
 SCHEMA = """
@@ -218,11 +221,13 @@ class Bot:
             m.db_rows.init(table="paper_trades")
             m.orders_skipped.init(reason="paused")
             m.lease_conflicts.init()
-            m.lease_held.init()
             m.orders_paused.init()
         elif role == "db_writer":
             for table in ("tick_bars", "signals"):
                 m.db_rows.init(table=table)
+        self.lease_key = LEASE_KEYS.get(role)
+        if self.lease_key:
+            m.lease_held.init()
 
     # ------------------------------------------------------------------ dependencies
     def connect_redis(self):
@@ -351,8 +356,9 @@ class Bot:
         if self.s.uses_broker:
             up = self.metrics.dependency_up.value(dependency="broker")
             body["dependencies"]["broker"] = {"ok": bool(up), "required": False}
-        if self.s.role == "paper_execution":
+        if self.lease_key:
             body["lease_held"] = self.lease_holder
+        if self.s.role == "paper_execution":
             body["orders_paused"] = self.paused
         if reasons:
             body["reasons"] = reasons
@@ -576,7 +582,7 @@ class Bot:
                     position=self.risk.positions.get(f["epic"], 0.0),
                 )
 
-    # paper_execution --------------------------------------------------
+    # leases (paper_execution, db_writer) ---------------------------------
     def lease_valid(self) -> bool:
         # renewed less than half a TTL ago: nobody else can hold it yet
         return self.lease_holder and (time.monotonic() - self.lease_renewed_at) * 1000 < self.s.lease_ttl_ms / 2
@@ -587,30 +593,32 @@ class Bot:
         if self.lease_holder:
             if (now - self.lease_renewed_at) * 1000 < ttl / 6:
                 return True
-            if r.eval(RENEW_LUA, 1, LEASE_KEY, self.s.instance, ttl) == 1:
+            if r.eval(RENEW_LUA, 1, self.lease_key, self.s.instance, ttl) == 1:
                 self.lease_renewed_at = now
                 return True
             self.lease_holder = False
             self.pending = True
             self.metrics.lease_held.set(0)
-            self.log("lease_lost", level="warning", key=LEASE_KEY, instance=self.s.instance)
-        if r.set(LEASE_KEY, self.s.instance, nx=True, px=ttl):
+            self.log("lease_lost", level="warning", key=self.lease_key, instance=self.s.instance)
+        if r.set(self.lease_key, self.s.instance, nx=True, px=ttl):
             self.lease_holder, self.lease_renewed_at, self.pending = True, now, True
             self.metrics.lease_held.set(1)
-            self.log("lease_acquired", key=LEASE_KEY, instance=self.s.instance, ttl_ms=ttl)
+            self.log("lease_acquired", key=self.lease_key, instance=self.s.instance, ttl_ms=ttl)
             return True
-        holder = r.get(LEASE_KEY)
+        holder = r.get(self.lease_key)
         if holder and holder != self.s.instance:
-            self.metrics.lease_conflicts.inc()
+            executor = self.s.role == "paper_execution"
+            if executor:  # two executors is an incident; a db_writer standby during a switch is normal
+                self.metrics.lease_conflicts.inc()
             if now - self._last_conflict_log >= 30:
                 self._last_conflict_log = now
                 self.log(
-                    "lease_conflict",
-                    level="warning",
-                    key=LEASE_KEY,
+                    "lease_conflict" if executor else "lease_standby",
+                    level="warning" if executor else "info",
+                    key=self.lease_key,
                     instance=self.s.instance,
                     holder=holder,
-                    detail="another paper_execution instance holds the execution lease; standing by",
+                    detail=f"another {self.s.role} instance holds the lease; standing by",
                 )
         return False
 
@@ -618,8 +626,8 @@ class Bot:
         if not self.lease_holder or self.redis is None:
             return
         try:
-            released = self.redis.eval(RELEASE_LUA, 1, LEASE_KEY, self.s.instance)
-            self.log("lease_released", key=LEASE_KEY, instance=self.s.instance, released=bool(released))
+            released = self.redis.eval(RELEASE_LUA, 1, self.lease_key, self.s.instance)
+            self.log("lease_released", key=self.lease_key, instance=self.s.instance, released=bool(released))
         except Exception as exc:
             self.log("lease_release_failed", level="warning", reason=type(exc).__name__)
         self.lease_holder = False
@@ -676,10 +684,15 @@ class Bot:
     # db_writer --------------------------------------------------------
     def step_db_writer(self) -> None:
         r = self.connect_redis()
+        if not self.ensure_lease(r):
+            self.stop.wait(self.s.lease_ttl_ms / 3000)
+            return
         pg = self.connect_pg()
         for stream, entries in self.read_group(r, "db_writer", "db_writer", [STREAM_TICKS, STREAM_SIGNALS], 500):
             if not entries:
                 continue
+            if not self.lease_valid() and not self.ensure_lease(r):
+                return  # lost the lease: the entries stay pending for the new holder
             with pg, pg.cursor() as cur:
                 cur.execute("SELECT last_id FROM stream_offsets WHERE stream = %s FOR UPDATE", (stream,))
                 row = cur.fetchone()
