@@ -485,6 +485,26 @@ class PaperBlock:
                 )
             )
         previous = self.read_block(p.id)
+        if previous and previous.get("status") == "active":
+            # a crash between the history record and active.json: finish that start instead of refusing the id
+            self.paper_guard()
+            metrics_file = None
+            if not self.check:
+                with self.state.mutex("blocks"):
+                    atomic_write_json(self.state.sub("blocks", "active.json"), previous)
+                self.state.audit("paper_block_recover", "ok", block=p.id, status="active")
+                metrics_file = self.write_metrics(previous, utcnow(), zai=False, window=None)
+            return {
+                "changed": True,
+                "msg": "block %s had been started but not marked active (interrupted run): marked active" % p.id,
+                "block": previous,
+                "active": True,
+                "elapsed_seconds": round(utcnow() - previous["started_at"], 3),
+                "zai": False,
+                "zai_reason": "not evaluated by state=started; use state=status",
+                "metrics_file": metrics_file,
+                "diff": {"before": {}, "after": previous},
+            }
         if previous:
             raise BlockError(
                 "block id %s was already used (status %s, started %s): choose a new id"
