@@ -83,6 +83,7 @@ ERROR_CODES = {
     "error.not-found.dealReference": "no deal confirmation with that reference",
     "error.not-found.dealId": "no position or order with that deal id",
     "error.invalid.accountId": "the account id does not belong to this login",
+    "error.internal": "internal error on the broker side",
 }
 AUTH_FAILURE_CODES = ("error.invalid.session.token", "error.null.client.token", "error.null.security.token")
 STATUS_TEXT = {
@@ -193,7 +194,7 @@ def classify_response(method, path, status, content_type, body_bytes, attempts=1
             data = json.loads(text)
         except ValueError as exc:
             parse_error = exc
-    tries = " after %d attempts" % attempts if attempts > 1 else ""
+    tries = "; after %d attempts" % attempts if attempts > 1 else ""
     kw = dict(status=status, method=method, path=path, attempts=attempts)
     if 200 <= status < 300:
         if not text.strip():
@@ -226,7 +227,10 @@ def classify_response(method, path, status, content_type, body_bytes, attempts=1
         elif status >= 500:
             kind = "server_error"
         raise CapitalComError(
-            "%s: HTTP %d %s: %s%s" % (endpoint, status, base, meaning, tries), kind, error_code=base, **kw
+            "%s: HTTP %d %s: %s%s" % (endpoint, status, base, meaning, tries),
+            kind,
+            error_code=base,
+            **kw,
         )
     if "html" in ctype or text.lstrip().lower().startswith(("<!doctype", "<html")):
         match = _HTML_TITLE.search(text)
@@ -297,7 +301,7 @@ class RateLimiter(object):
         with self._lock:
             while True:
                 now = self.clock()
-                while self.events and now - self.events[0] >= self.window:
+                while self.events and now - self.events[0] >= self.window - 1e-6:  # float-safe
                     self.events.popleft()
                 if len(self.events) < self.limit:
                     self.events.append(now)
@@ -354,6 +358,11 @@ class CapitalComClient(object):
         self.sleep = sleep
         self.clock = clock
         self.http = session or requests.Session()
+        if not validate_certs:  # the option already says it; no per-request warning on stderr
+            with suppress(Exception):
+                import urllib3
+
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self.http.headers.update({"Accept": "application/json", "User-Agent": "tradeops.stack/capital_com"})
         self._cst = None
         self._security_token = None

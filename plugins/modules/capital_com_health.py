@@ -28,7 +28,7 @@ description:
   - Refuses the live host (O(environment=live) or a live O(base_url)) unless O(allow_live=true).
   - Optionally writes a Prometheus textfile (O(metrics_file)) for node-exporter's textfile collector.
 author:
-  - tradeops.stack contributors
+  - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
   - tradeops.stack.capital_com
 attributes:
@@ -38,8 +38,10 @@ attributes:
       - The broker is queried the same way (nothing on the broker changes); the metrics textfile is not written.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no difference to show.
   idempotent:
     support: full
+    description: Running it again gives the same kind of answer and changes nothing.
     details:
       - Never changes anything on the broker and always reports C(changed=false), also when it writes the textfile.
 options:
@@ -179,7 +181,8 @@ checks:
     - One entry per check (C(time), C(clock_skew), C(login), C(ping), C(account), C(market:<EPIC>), C(latency)).
     - Each has C(ok), C(skipped), C(latency_ms) (of its own request, null when none was made) and C(detail);
       market checks add C(market_status), C(tradeable), C(required), C(bid), C(offer) and C(quote_age_s);
-      C(clock_skew) adds C(skew_ms); C(account) adds C(account_id), C(status) and C(available).
+      C(clock_skew) adds C(skew_ms); C(account) adds C(account_id), C(status) and C(available);
+      a failed check adds C(kind), the class of error (for example C(timeout), C(rate_limited), C(gateway)).
   returned: always
   type: dict
   sample:
@@ -200,7 +203,7 @@ failures:
   returned: always
   type: list
   elements: str
-  sample: ["ping: GET /ping: HTTP 503 service unavailable (empty body): the broker failed after 3 attempts"]
+  sample: ["ping: GET /ping: HTTP 503 service unavailable (empty body): the broker failed; after 3 attempts"]
 latency:
   description: The latency samples of C(GET /ping) and their statistics, in milliseconds.
   returned: always
@@ -219,6 +222,11 @@ requests:
   returned: always
   type: dict
   sample: {requests: 11, retries: 0, rate_limited: 0, relogins: 0, logins: 1}
+duration_s:
+  description: Wall time of the whole check on the managed host, in seconds.
+  returned: always
+  type: float
+  sample: 0.084
 logged_out:
   description: Whether the session was closed with C(DELETE /session).
   returned: always
@@ -602,6 +610,7 @@ class HealthCheck(object):
             latency=self.latency,
             requests=dict(self.client.stats),
             logged_out=logged_out,
+            duration_s=round(time.time() - self.started, 3),
             metrics_file=None,
         )
         result["metrics_file"] = self.write_metrics(result)
