@@ -175,3 +175,12 @@ def test_local_inventory_description_is_valid():
     )["tradeops_stack_services"]
     assert stack_problems(services, SPECS, flags=data["tradeops_feature_flags"]) == []
     assert names(dependency_order(services))[:3] == ["postgres", "redis", "capital_emulator"]
+
+
+def test_stack_role_defaults_and_argument_specs_are_in_sync():
+    defaults = yaml.safe_load((ROOT / "roles" / "stack" / "defaults" / "main.yml").read_text())
+    options = SPECS["argument_specs"]["main"]["options"]
+    assert sorted(k for k in defaults if k not in options) == []
+    assert sorted(k for k in options if not k.startswith("tradeops_") and k not in defaults) == []
+    for entry, spec in SPECS["argument_specs"].items():
+        assert spec.get("short_description"), entry

@@ -1,0 +1,214 @@
+"""End to end on the local inventory, with a stack of its own (t-pl<random>), its own
+state root and ports, so it never touches `make demo`'s stack (cdb).
+
+site from nothing; a no-op re-run reports zero changes; a broken bot version rolls the
+stack back and exits non-zero; rollback to a named manifest; a wrong description is
+rejected naming the service and field; an active paper block blocks a deploy; a flag
+flip reaches the bot without a restart. Tests run in file order and share one stack.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_playbook
+
+pytestmark = pytest.mark.slow
+PLAYBOOKS = ROOT / "playbooks"
+GOOD, OLDER, BROKEN = "tradeops/bot:1.0.1", "tradeops/bot:1.0.0", "tradeops/bot:1.1.0"
+HEALTH = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/health').read().decode())"
+BOTS = ("market_data", "signal_engine", "risk_manager", "paper_execution", "db_writer")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False).stdout.strip()
+
+
+def remove_stack(name: str, root: Path) -> None:
+    ids = docker("ps", "-aq", "--filter", f"label=tradeops.stack={name}").split()
+    ids += docker("ps", "-aq", "--filter", f"name=^{name}-").split()
+    if ids:
+        docker("rm", "-f", *sorted(set(ids)))
+    for vol in docker("volume", "ls", "-q", "--filter", f"name=^{name}-").split():
+        docker("volume", "rm", vol)
+    if docker("network", "ls", "-q", "--filter", f"name=^{name}$"):
+        docker("network", "rm", name)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.name = "t-pl" + secrets.token_hex(3)
+        self.root = Path("/tmp") / self.name
+        self.state = self.root / "state"
+        self.vars = {
+            "tradeops_stack_name": self.name,
+            "tradeops_state_root": str(self.state),
+            "tradeops_proxy_port": free_port(),
+            "tradeops_broker_port": free_port(),
+            "tradeops_broker_emulator": bool(docker("images", "-q", "tradeops/capital-emulator:1.0")),
+            "tradeops_monitoring_enabled": False,
+            "tradeops_prometheus_url": "",
+        }
+
+    def play(self, name: str, **extra):
+        return run_playbook(PLAYBOOKS / f"{name}.yml", extra_vars={**self.vars, **extra}, timeout=1800)
+
+    @property
+    def home(self) -> Path:
+        return self.state / self.name
+
+    def manifest(self, which: str = "current") -> dict:
+        return json.loads((self.home / "manifests" / f"{which}.json").read_text())
+
+    def running(self) -> dict[str, dict]:
+        """service -> {name, image, started} of the running service containers."""
+        out = {}
+        for line in docker(
+            "ps",
+            "--filter",
+            f"label=tradeops.stack={self.name}",
+            "--format",
+            '{{.Label "tradeops.service"}}|{{.Label "tradeops.role"}}|{{.Names}}|{{.Image}}',
+        ).splitlines():
+            service, role, name, image = line.split("|")
+            if role in ("", "service"):
+                started = docker("inspect", "-f", "{{.State.StartedAt}}", name)
+                out[service] = {"name": name, "image": image, "started": started}
+        return out
+
+
+def changed_count(output: str) -> int:
+    match = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", output)
+    assert match, output[-2000:]
+    return int(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def stack():
+    s = Stack()
+    s.root.mkdir(parents=True, exist_ok=True)
+    yield s
+    remove_stack(s.name, s.root)
+
+
+def test_site_from_nothing(stack):
+    t0 = time.monotonic()
+    run = stack.play("site", tradeops_host_roles=[])
+    assert run.rc == 0, run.output[-4000:]
+    assert "OK   " + stack.name in run.output or "VERIFY OK" in run.output
+    running = stack.running()
+    for svc in ("postgres", "redis", *BOTS):
+        assert svc in running, (svc, running)
+    for svc in BOTS:
+        assert running[svc]["image"] == GOOD
+    manifest = stack.manifest()
+    assert manifest["known_good"] is True
+    assert set(manifest["services"]) >= {"postgres", "redis", *BOTS}
+    assert manifest["flags"] == {"pause_new_orders": False}
+    print(f"site from nothing: {time.monotonic() - t0:.1f} s")
+
+
+def test_noop_rerun_reports_zero_changes(stack):
+    before = stack.manifest()["id"]
+    started = {k: v["started"] for k, v in stack.running().items()}
+    run = stack.play("deploy")
+    assert run.rc == 0, run.output[-4000:]
+    assert changed_count(run.output) == 0, run.output[-4000:]
+    assert stack.manifest()["id"] == before
+    assert {k: v["started"] for k, v in stack.running().items()} == started
+
+
+def test_wrong_description_is_rejected_before_any_change(stack):
+    services = [
+        {"name": "postgres", "image": "tradeops/postgres:15-bookworm", "strategy": "exclusive",
+         "resources": {"memory": "256m", "cpus": 0.5, "pids": 64}},
+        {"name": "risk_manager", "strategy": "start_first", "resources": {"memory": "256m", "cpus": "lots", "pids": 1}},
+    ]  # fmt: skip
+    audit_before = (stack.home / "audit.log").read_text()
+    run = stack.play("deploy", tradeops_stack_services=services)
+    assert run.rc != 0
+    assert "service 'risk_manager': missing required arguments: image" in run.output
+    assert "service 'risk_manager': argument 'cpus'" in run.output
+    assert (stack.home / "audit.log").read_text() == audit_before
+
+
+def test_broken_bot_version_rolls_the_stack_back_and_fails(stack):
+    before = stack.manifest()
+    run = stack.play("deploy", tradeops_bot_image=BROKEN, tradeops_deploy_reason="broken 1.1.0")
+    assert run.rc != 0, run.output[-4000:]
+    assert "DEPLOY FAILED" in run.output
+    assert "rolled back" in run.output
+    running = stack.running()
+    for svc in BOTS:
+        assert running[svc]["image"] == GOOD, (svc, running[svc])
+    assert stack.manifest()["id"] == before["id"]
+    events = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()]
+    assert any(e.get("result") in ("rolled_back", "failed") for e in events), events[-5:]
+
+
+def test_rollback_to_a_named_manifest(stack):
+    good = stack.manifest()
+    run = stack.play("deploy", tradeops_bot_image=OLDER, tradeops_deploy_reason="1.0.0")
+    assert run.rc == 0, run.output[-4000:]
+    newer = stack.manifest()
+    assert newer["id"] != good["id"]
+    assert all(stack.running()[svc]["image"] == OLDER for svc in BOTS)
+    run = stack.play("rollback", manifest=good["id"])
+    assert run.rc == 0, run.output[-4000:]
+    assert stack.manifest()["id"] == good["id"]
+    running = stack.running()
+    for svc in BOTS:
+        assert running[svc]["image"] == GOOD, (svc, running[svc])
+
+
+def test_flag_flip_reaches_the_bot_without_a_restart(stack):
+    started = stack.running()["paper_execution"]["started"]
+    run = stack.play("flags", flag="pause_new_orders", value="true")
+    assert run.rc == 0, run.output[-4000:]
+    flags = json.loads((stack.state / stack.name / "config" / "paper_execution" / "flags.json").read_text())
+    assert flags == {"pause_new_orders": True}
+    assert stack.manifest()["flags"]["pause_new_orders"] is True
+    name = stack.running()["paper_execution"]["name"]
+    deadline = time.monotonic() + 30
+    body = {}
+    while time.monotonic() < deadline:
+        raw = docker("exec", name, "python3", "-c", HEALTH)
+        body = json.loads(raw) if raw.startswith("{") else {}
+        if body.get("orders_paused") is True:
+            break
+        time.sleep(1)
+    assert body.get("orders_paused") is True, body
+    assert stack.running()["paper_execution"]["started"] == started
+    events = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()]
+    assert any(e.get("action") == "flag_flip" and e.get("flag") == "pause_new_orders" for e in events)
+    run = stack.play("flags", flag="pause_new_orders", value="false")
+    assert run.rc == 0, run.output[-4000:]
+
+
+def test_an_active_block_blocks_a_deploy(stack):
+    run = stack.play("paper_block", block_action="start", block_id="t-block-1", block_reason="integration test")
+    assert run.rc == 0, run.output[-4000:]
+    try:
+        before = {k: v["started"] for k, v in stack.running().items()}
+        run = stack.play("deploy", tradeops_bot_image=OLDER)
+        assert run.rc != 0
+        assert "Paper block t-block-1 is active" in run.output
+        assert {k: v["started"] for k, v in stack.running().items()} == before
+    finally:
+        run = stack.play("paper_block", block_action="abort", block_reason="integration test done")
+        assert run.rc == 0, run.output[-4000:]
