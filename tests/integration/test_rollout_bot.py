@@ -88,6 +88,22 @@ def test_exclusive_bot_never_runs_twice(stack):
                     secrets=["postgres_password"],
                     resources={"memory": "128m", "cpus": 0.5, "pids": 64},
                     stop_timeout=10,
+                    # the image's own check (curl --max-time 2, timeout 2 s) with room for a loaded CI machine
+                    healthcheck={
+                        "test": [
+                            "CMD",
+                            "curl",
+                            "-sS",
+                            "--fail-with-body",
+                            "--max-time",
+                            "10",
+                            "http://127.0.0.1:8000/health",
+                        ],
+                        "interval": "2s",
+                        "timeout": "12s",
+                        "retries": 4,
+                        "start_period": "20s",
+                    },
                     **{**common, **kw},
                 )
             )
