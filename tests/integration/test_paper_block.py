@@ -265,15 +265,9 @@ def tasks_playbook(tasks):
     return {t[0]: run.task(t[0]) for t in tasks}
 
 
-def poll(until, retries=45, delay=2):
+def poll(until, retries=90, delay=1):
     """Task keywords that re-run the module inside the playbook until ``until`` holds (no playbook restart)."""
     return {"until": until, "retries": retries, "delay": delay}
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    if not root.exists():
-        return {}
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 # --------------------------------------------------------------------------- refusals
@@ -311,48 +305,48 @@ def test_refusals_are_clear_and_write_nothing(stack):
             f"container {s.prefix}-livemode runs with TRADING_MODE=live",
         ),
     }
-    results = tasks_playbook([(name, args) for name, (args, _) in cases.items()])
+    # then, in the same run: the demo host is fine; a second block is refused naming the first; the same
+    # start again is a no-op; an abort closes it; its id cannot be reused; aborting it again is a no-op
+    demo = ["https://demo-api-capital.backend-capital.com/api/v1"]
+    lifecycle = [
+        ("first", dict(s.args(), state="started", id="refusal-1", reason="first", duration="1h", broker_urls=demo)),
+        ("second", dict(s.args(), state="started", id="refusal-2", reason="second")),
+        ("same again", dict(s.args(), state="started", id="refusal-1", reason="first", duration="1h")),
+        ("complete other", dict(s.args(), state="completed", id="refusal-2")),
+        ("abort", dict(s.args(), state="aborted", reason="refusal test done")),
+        ("reuse", dict(s.args(), state="started", id="refusal-1", reason="again")),
+        ("abort again", dict(s.args(), state="aborted", id="refusal-1", reason="again")),
+    ]
+    results = tasks_playbook([(name, args) for name, (args, _) in cases.items()] + lifecycle)
     for name, (_, expected) in cases.items():
         res = results[name]
         assert res.get("failed"), f"{name}: not refused: {res}"
         assert expected in res["msg"], f"{name}: {res['msg']!r} does not say {expected!r}"
         assert "Traceback" not in res["msg"]
-    assert snapshot(s.state_root) == {}, "a refused start wrote state"
 
-    # the demo host is fine; then a second block is refused naming the first, and nothing changes
-    demo = ["https://demo-api-capital.backend-capital.com/api/v1"]
-    results = tasks_playbook(
-        [
-            ("first", dict(s.args(), state="started", id="refusal-1", reason="first", duration="1h", broker_urls=demo)),
-            ("second", dict(s.args(), state="started", id="refusal-2", reason="second")),
-            ("same again", dict(s.args(), state="started", id="refusal-1", reason="first", duration="1h")),
-            ("complete other", dict(s.args(), state="completed", id="refusal-2")),
-        ]
-    )
     assert results["first"]["changed"] and not results["first"].get("failed"), results["first"]
     assert results["second"]["failed"]
     assert "paper block refusal-1 is already active" in results["second"]["msg"]
     assert "operator" in results["second"]["msg"] and "abort it before starting refusal-2" in results["second"]["msg"]
     assert results["same again"]["changed"] is False and not results["same again"].get("failed")
     assert results["complete other"]["failed"] and "the active block is refusal-1" in results["complete other"]["msg"]
-    # what the first start wrote, and nothing from the refused or no-op calls
-    blocks = s.state_root / s.stack / "blocks"
-    assert sorted(p.name for p in blocks.iterdir()) == ["active.json", "refusal-1.json"]
-    assert json.loads((blocks / "active.json").read_text()) == results["first"]["block"]
-    audit = [json.loads(line) for line in (s.state_root / s.stack / "audit.log").read_text().splitlines()]
-    assert [(e["action"], e["block"]) for e in audit] == [("paper_block_start", "refusal-1")]
-
-    results = tasks_playbook(
-        [
-            ("abort", dict(s.args(), state="aborted", reason="refusal test done")),
-            ("reuse", dict(s.args(), state="started", id="refusal-1", reason="again")),
-            ("abort again", dict(s.args(), state="aborted", id="refusal-1", reason="again")),
-        ]
-    )
     assert results["abort"]["changed"] and results["abort"]["block"]["status"] == "aborted", results["abort"]
     assert results["reuse"]["failed"]
     assert "block id refusal-1 was already used (status aborted" in results["reuse"]["msg"]
     assert results["abort again"]["changed"] is False and not results["abort again"].get("failed")
+
+    # on disk: exactly what "first" and "abort" wrote; nothing from any refusal or no-op
+    assert sorted(p.name for p in s.state_root.iterdir()) == [s.stack], "a refused start created a state dir"
+    blocks = s.state_root / s.stack / "blocks"
+    assert sorted(p.name for p in blocks.iterdir()) == ["refusal-1.json"]
+    record = json.loads((blocks / "refusal-1.json").read_text())
+    assert record == results["abort"]["block"] and record["started_at"] == results["first"]["block"]["started_at"]
+    audit = [json.loads(line) for line in (s.state_root / s.stack / "audit.log").read_text().splitlines()]
+    assert [(e["action"], e["block"]) for e in audit] == [
+        ("paper_block_start", "refusal-1"),
+        ("paper_block_abort", "refusal-1"),
+    ]
+    assert sorted(p.name for p in (s.state_root / s.stack / "reports").iterdir()) == ["refusal-1"]
 
 
 # --------------------------------------------------------------------------- the block
@@ -446,7 +440,7 @@ def test_block_lifecycle_zai_and_report(stack):
         s.containers[role].start()
     results = tasks_playbook(
         [
-            ("cleared", dict(s.args(), state="status"), poll("r.zai is defined and not r.zai and " + ACTIVE, 60)),
+            ("cleared", dict(s.args(), state="status"), poll("r.zai is defined and not r.zai and " + ACTIVE, 120)),
             ("dry", dict(s.args(), state="completed"), {"check_mode": True}),
             ("done", dict(s.args(), state="completed", reason="integration finished")),
             ("done again", dict(s.args(), state="completed", id="blk-1")),
