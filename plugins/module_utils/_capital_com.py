@@ -385,7 +385,7 @@ class CapitalComClient(object):
 
     # -- transport --------------------------------------------------------------------------
     def _headers(self, auth):
-        headers = {"X-CAP-API-KEY": self._api_key or ""}
+        headers = {"X-CAP-API-KEY": self._api_key or "", "Content-Type": "application/json"}
         if auth:
             headers["CST"] = self._cst or ""
             headers["X-SECURITY-TOKEN"] = self._security_token or ""
@@ -401,7 +401,8 @@ class CapitalComClient(object):
 
     def _send_once(self, method, path, auth, body):
         url = self.base_url + path
-        self.limiter.acquire()
+        if auth:  # the broker's 10 requests/s are per user (session); logins have their own limiter
+            self.limiter.acquire()
         self.stats["requests"] += 1
         start = time.perf_counter()
         try:

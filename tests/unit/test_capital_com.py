@@ -420,3 +420,16 @@ def test_quote_age_reads_utc_and_broker_local_times():
     age, _ = quote_age({"updateTime": "2022-04-06T11:07:52.113"}, now)  # UTC+0 and 10 minutes old
     assert age == pytest.approx(600.0)
     assert quote_age({}, now) == (None, "no updateTime in the snapshot")
+
+
+def test_emulator_requires_the_json_content_type(emu):
+    import requests
+
+    resp = requests.post(
+        emu.base_url + "/session",
+        data='{"identifier": "%s", "password": "%s"}' % (LOGIN, PASSWORD),
+        headers={"X-CAP-API-KEY": KEY, "Content-Type": "text/plain"},
+        timeout=5,
+    )
+    with pytest.raises(CapitalComError, match="HTTP 415 error.unsupported.media.type"):
+        classify_response("POST", "/session", resp.status_code, resp.headers["Content-Type"], resp.content)

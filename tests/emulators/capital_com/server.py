@@ -688,6 +688,10 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         if not raw:
             return None
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json" and not self.path.startswith("/__emulator/"):
+            # the API is documented with Content-Type: application/json; a Spring backend answers 415 otherwise
+            raise ApiError(415, "error.unsupported.media.type")
         try:
             return json.loads(raw)
         except ValueError:
