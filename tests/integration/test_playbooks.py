@@ -85,11 +85,15 @@ class Stack:
             "--format",
             '{{.Label "tradeops.service"}}|{{.Label "tradeops.role"}}|{{.Names}}|{{.Image}}',
         ).splitlines():
-            service, role, name, image = line.split("|")
+            service, role, name, _ = line.split("|")
             if role in ("", "service"):
-                started = docker("inspect", "-f", "{{.State.StartedAt}}", name)
-                out[service] = {"name": name, "image": image, "started": started}
+                started, iid = docker("inspect", "-f", "{{.State.StartedAt}} {{.Image}}", name).split()
+                out[service] = {"name": name, "image": iid, "started": started}
         return out
+
+
+def image_id(ref: str) -> str:
+    return docker("image", "inspect", "-f", "{{.Id}}", ref)
 
 
 def changed_count(output: str) -> int:
@@ -115,7 +119,7 @@ def test_site_from_nothing(stack):
     for svc in ("postgres", "redis", *BOTS):
         assert svc in running, (svc, running)
     for svc in BOTS:
-        assert running[svc]["image"] == GOOD
+        assert running[svc]["image"] == image_id(GOOD)
     manifest = stack.manifest()
     assert manifest["known_good"] is True
     assert set(manifest["services"]) >= {"postgres", "redis", *BOTS}
@@ -155,7 +159,7 @@ def test_broken_bot_version_rolls_the_stack_back_and_fails(stack):
     assert "rolled back" in run.output
     running = stack.running()
     for svc in BOTS:
-        assert running[svc]["image"] == GOOD, (svc, running[svc])
+        assert running[svc]["image"] == image_id(GOOD), (svc, running[svc])
     assert stack.manifest()["id"] == before["id"]
     events = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()]
     assert any(e.get("result") in ("rolled_back", "failed") for e in events), events[-5:]
@@ -167,13 +171,13 @@ def test_rollback_to_a_named_manifest(stack):
     assert run.rc == 0, run.output[-4000:]
     newer = stack.manifest()
     assert newer["id"] != good["id"]
-    assert all(stack.running()[svc]["image"] == OLDER for svc in BOTS)
+    assert all(stack.running()[svc]["image"] == image_id(OLDER) for svc in BOTS)
     run = stack.play("rollback", manifest=good["id"])
     assert run.rc == 0, run.output[-4000:]
     assert stack.manifest()["id"] == good["id"]
     running = stack.running()
     for svc in BOTS:
-        assert running[svc]["image"] == GOOD, (svc, running[svc])
+        assert running[svc]["image"] == image_id(GOOD), (svc, running[svc])
 
 
 def test_flag_flip_reaches_the_bot_without_a_restart(stack):
