@@ -157,6 +157,10 @@ def bench_zero_downtime(images, rate, tmp):
     try:
         first = rollout(args(images["1"]))
         assert not first.get("failed"), first.get("msg")
+        # the same load with no change at all: what this host gives without any switch (noise floor)
+        with Load(port, rate) as load:
+            time.sleep(15)
+        out["blue_green steady, no change (baseline)"] = load.summary()
         with Load(port, rate) as load:
             up, wall = timed(rollout, args(images["2"]))
         assert not up.get("failed"), up.get("msg")
