@@ -230,6 +230,27 @@ def stack():
         s.remove()
 
 
+def task(name, args, extra=None):
+    extra = dict(extra or {})
+    module = extra.pop("module", MODULE)
+    return {"name": name, module: args, "ignore_errors": True, "register": "r", **extra}
+
+
+def rollout_probe(s):
+    """A rollout of a throw-away service of the stack: the freeze must refuse it while a block is active."""
+    return {
+        "stack": s.stack,
+        "state_root": str(s.state_root),
+        "service": "probe",
+        "image": BUSYBOX_IMAGE,
+        "pull": "never",
+        "command": ["sleep", "600"],
+        "user": "65534:65534",
+        "strategy": "exclusive",
+        "resources": {"memory": "32m", "cpus": 0.2, "pids": 32},
+    }
+
+
 def tasks_playbook(tasks):
     """Run several module tasks in one ansible-playbook (one process start) and return their results by name.
 
@@ -244,16 +265,7 @@ def tasks_playbook(tasks):
                     "gather_facts": False,
                     "connection": "local",
                     "vars": {"ansible_python_interpreter": sys.executable},
-                    "tasks": [
-                        {
-                            "name": t[0],
-                            MODULE: t[1],
-                            "ignore_errors": True,
-                            "register": "r",
-                            **(t[2] if len(t) > 2 else {}),
-                        }
-                        for t in tasks
-                    ],
+                    "tasks": [task(*t) for t in tasks],
                 }
             ],
             handle,
@@ -421,9 +433,13 @@ def test_block_lifecycle_zai_and_report(stack):
         [
             ("zai", dict(s.args(), state="status"), poll("r.zai is defined and r.zai")),
             ("red", dict(s.args(), state="status", fail_on_zai=True)),
+            ("frozen", rollout_probe(s), {"module": "tradeops.stack.rollout"}),
         ]
     )
     res, red = results["zai"], results["red"]
+    # the freeze: rollout reads the block this module wrote and refuses, naming it
+    frozen = results["frozen"]
+    assert frozen["failed"] and "paper block blk-1 is active" in frozen["msg"] and "allow_during_block" in frozen["msg"]
     assert res["zai"] is True and not res.get("failed"), res
     assert "no signal and no paper trade in the last 20s" in res["zai_reason"]
     # no data is reported as such, never as activity
@@ -445,6 +461,7 @@ def test_block_lifecycle_zai_and_report(stack):
             ("done", dict(s.args(), state="completed", reason="integration finished")),
             ("done again", dict(s.args(), state="completed", id="blk-1")),
             ("quiet", dict(s.args(), state="status", fail_on_zai=True)),
+            ("thawed", rollout_probe(s), {"module": "tradeops.stack.rollout", "check_mode": True}),
         ]
     )
     res = results["cleared"]
@@ -489,3 +506,5 @@ def test_block_lifecycle_zai_and_report(stack):
     assert again["changed"] is False and not again.get("failed"), again
     quiet = results["quiet"]
     assert quiet["active"] is False and quiet["zai"] is False and not quiet.get("failed")
+    thawed = results["thawed"]
+    assert not thawed.get("failed") and thawed["changed"], thawed  # the freeze is lifted: the rollout would run
