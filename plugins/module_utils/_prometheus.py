@@ -24,14 +24,12 @@ import json
 import math
 import socket
 
-try:
-    from urllib.error import HTTPError, URLError
-    from urllib.parse import urlencode
-    from urllib.request import Request, urlopen
-except ImportError:  # pragma: no cover - Python 2 is not supported by the collection
-    raise
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlencode
 
 from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
+from ansible.module_utils.urls import SSLValidationError, open_url
 
 # Paired with plugins/doc_fragments/prometheus.py.
 PROMETHEUS_ARG_SPEC = dict(
@@ -73,9 +71,10 @@ class Prometheus:
     def _get(self, path, params, promql=None):
         url = "%s%s?%s" % (self.url, path, urlencode(params))
         what = "query %r" % promql if promql is not None else path
-        request = Request(url, headers=dict(self.headers, Accept="application/json"))
         try:
-            with urlopen(request, timeout=self.timeout) as resp:
+            with open_url(
+                url, headers=dict(self.headers, Accept="application/json"), timeout=self.timeout, method="GET"
+            ) as resp:
                 body = resp.read()
                 status = resp.status
         except HTTPError as exc:
@@ -101,7 +100,7 @@ class Prometheus:
                 "timeout",
                 promql,
             )
-        except (URLError, OSError, ValueError) as exc:
+        except (URLError, OSError, ValueError, UrlsConnectionError, SSLValidationError) as exc:
             reason = getattr(exc, "reason", exc)
             raise PrometheusError(
                 "cannot reach Prometheus at %s for %s: %s (is it running and is prometheus_url right?)"
@@ -179,7 +178,7 @@ class Prometheus:
 
     def total(self, promql, at=None):
         """Sum of the values of an instant query, or None when there is no data (NaN samples are ignored)."""
-        samples = [v for _, v in self.query(promql, at=at) if not math.isnan(v)]
+        samples = [sample[1] for sample in self.query(promql, at=at) if not math.isnan(sample[1])]
         if not samples:
             return None
         return sum(samples)
@@ -187,8 +186,8 @@ class Prometheus:
     def series_total(self, promql, start, end, step):
         """One ``[(ts, value)]`` list: the sum over all series per timestamp; missing timestamps = no data."""
         sums = {}
-        for _, points in self.query_range(promql, start, end, step):
-            for ts, value in points:
+        for series in self.query_range(promql, start, end, step):
+            for ts, value in series[1]:
                 if not math.isnan(value):
                     sums[ts] = sums.get(ts, 0.0) + value
         return sorted(sums.items())
@@ -196,7 +195,7 @@ class Prometheus:
     def ready(self):
         """True when /-/ready answers 200; never raises."""
         try:
-            with urlopen(self.url + "/-/ready", timeout=self.timeout) as resp:
+            with open_url(self.url + "/-/ready", timeout=self.timeout, method="GET") as resp:
                 return resp.status == 200
         except Exception:
             return False

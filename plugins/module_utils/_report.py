@@ -89,7 +89,7 @@ def render_svg(series, start, end, episodes=(), title="", width=900, panel_heigh
     for index, name in enumerate(names):
         y0 = top + index * (panel_height + gap)
         points = series.get(name) or []
-        vmax = _nice_max(max([v for _, v in points] or [0]))
+        vmax = _nice_max(max([point[1] for point in points] or [0]))
         out.append(
             '<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#ccc"/>' % (left, y0, plot_w, panel_height)
         )

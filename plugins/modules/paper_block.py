@@ -34,7 +34,7 @@ description:
     C(tradeops_paper_block_active), C(tradeops_paper_block_elapsed_seconds), C(tradeops_paper_block_zai),
     C(tradeops_paper_block_window_signals) and C(tradeops_paper_block_window_trades) (C(NaN) when there is no data).
 author:
-  - tradeops.stack contributors
+  - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
   - tradeops.stack.state
   - tradeops.stack.docker
@@ -51,7 +51,7 @@ attributes:
       - The active block record before and after.
   idempotent:
     support: full
-    details:
+    description:
       - Starting the active block again, or closing an already closed block with the same final state, changes nothing.
       - O(state=status) always reports C(changed=false), also when it rewrites the metrics textfile.
 options:
@@ -248,7 +248,7 @@ containers:
   elements: dict
   sample: [{name: cdb-signal_engine, service: signal_engine, restarts: 1, health: healthy, state: running}]
 restarts_total:
-  description: Sum of RV(containers[].restarts).
+  description: Sum of the C(restarts) of RV(containers).
   returned: when a block is active or closed by this task
   type: int
   sample: 1
@@ -443,7 +443,7 @@ class PaperBlock:
         )
         for container in containers:
             for item in (container.attrs.get("Config") or {}).get("Env") or []:
-                key, _, value = item.partition("=")
+                key, value = ([*item.split("=", 1), ""])[:2]
                 if key == "TRADING_MODE" and value.strip().lower() != "paper":
                     raise BlockError(
                         "container %s runs with TRADING_MODE=%s: a paper block needs every service in paper mode"
@@ -915,17 +915,17 @@ class PaperBlock:
             return None
         window = window or {}
         samples = [
-            ("tradeops_paper_block_active", 1 if block else 0, None),
-            ("tradeops_paper_block_elapsed_seconds", round(now - block["started_at"], 3) if block else 0, None),
-            ("tradeops_paper_block_zai", 1 if zai else 0, None),
-            ("tradeops_paper_block_window_signals", window.get("signals"), None),
-            ("tradeops_paper_block_window_trades", window.get("trades"), None),
-            ("tradeops_paper_block_zai_window_seconds", self.p.zai_window, None),
-            ("tradeops_paper_block_last_update_timestamp_seconds", round(now, 3), None),
+            ("tradeops_paper_block_active", 1 if block else 0),
+            ("tradeops_paper_block_elapsed_seconds", round(now - block["started_at"], 3) if block else 0),
+            ("tradeops_paper_block_zai", 1 if zai else 0),
+            ("tradeops_paper_block_window_signals", window.get("signals")),
+            ("tradeops_paper_block_window_trades", window.get("trades")),
+            ("tradeops_paper_block_zai_window_seconds", self.p.zai_window),
+            ("tradeops_paper_block_last_update_timestamp_seconds", round(now, 3)),
         ]
         lines = []
         labels = {"block": block["id"]} if block else None
-        for name, value, _ in samples:
+        for name, value in samples:
             lines.append("# HELP %s %s" % (name, METRIC_HELP[name]))
             lines.append("# TYPE %s gauge" % name)
             lines.append(
