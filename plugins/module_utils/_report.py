@@ -189,13 +189,20 @@ def render_markdown(report):
         "",
         "## Containers",
         "",
-        "| Container | Service | Restarts | Health at end | State |",
-        "|---|---|---|---|---|",
+        "| Container | Service | Restarts | Unhealthy events | Health at end | State |",
+        "|---|---|---|---|---|---|",
     ]
     for c in report["containers"]:
         lines.append(
-            "| %s | %s | %s | %s | %s |"
-            % (c["name"], c.get("service"), c.get("restarts"), c.get("health") or "-", c.get("state"))
+            "| %s | %s | %s | %s | %s | %s |"
+            % (
+                c["name"],
+                c.get("service"),
+                c.get("restarts"),
+                c.get("health_failures", "-"),
+                c.get("health") or "-",
+                c.get("state"),
+            )
         )
     lines.append("")
     lines.append("Restarts in total: %s" % report["restarts_total"])

@@ -241,8 +241,10 @@ zai_reason:
   type: str
   sample: "no signal and no paper trade in the last 24h (signals: no data, trades: 0)"
 containers:
-  description: Per container of the stack, restarts and health since the block started (C(replaced), C(missing) and
-    C(new) flag containers that are not the ones snapshotted at the start).
+  description:
+    - Per container of the stack, restarts since the block started, health now, and C(health_failures) (transitions
+      to unhealthy the engine reported since the start).
+    - C(replaced), C(missing) and C(new) flag containers that are not the ones snapshotted at the start.
   returned: when a block is active or closed by this task
   type: list
   elements: dict
@@ -398,6 +400,7 @@ class PaperBlock:
         self.state = StackState(self.raw["stack"], self.raw["state_root"])
         self._docker = None
         self._prom = None
+        self.health_failures = {}
 
     # -- helpers ----------------------------------------------------------------------------
     @property
@@ -598,6 +601,7 @@ class PaperBlock:
                 "started_at": c.get("started_at"),
             }
             events = starts.get(c["id"], 0)
+            entry["health_failures"] = self.health_failures.get(c["id"], 0)
             if before is None:
                 entry["new"] = True
                 entry["restarts"] = events
@@ -625,18 +629,26 @@ class PaperBlock:
         return out
 
     def engine_starts(self, since, until):
-        """Container id (12 chars) -> number of 'start' events the engine reports in [since, until]."""
+        """Container id (12 chars) -> number of 'start' events the engine reports in [since, until].
+
+        Also fills ``self.health_failures`` (id -> 'health_status: unhealthy' events in the same range).
+        """
         counts = {}
+        self.health_failures = {}
         try:
             events = self.docker.events(
                 since=int(since),
                 until=math.ceil(until),
-                filters={"type": "container", "event": "start", "label": "%s=%s" % (LABEL_STACK, self.raw["stack"])},
+                filters={"type": "container", "label": "%s=%s" % (LABEL_STACK, self.raw["stack"])},
                 decode=True,
             )
             for event in events:
                 cid = (event.get("id") or (event.get("Actor") or {}).get("ID") or "")[:12]
-                counts[cid] = counts.get(cid, 0) + 1
+                action = event.get("Action") or event.get("status") or ""
+                if action == "start":
+                    counts[cid] = counts.get(cid, 0) + 1
+                elif action.startswith("health_status") and action.endswith("unhealthy"):
+                    self.health_failures[cid] = self.health_failures.get(cid, 0) + 1
         except Exception:  # the event history is a bonus; RestartCount and StartedAt still count
             return {}
         return counts

@@ -470,6 +470,7 @@ def test_block_lifecycle_zai_and_report(stack):
     assert restarts[f"{s.prefix}-signal_engine"] >= 1 and restarts[f"{s.prefix}-paper_execution"] >= 1
     assert restarts[f"{s.prefix}-market_data"] == 0 and restarts[f"{s.prefix}-redis"] == 0
     assert res["restarts_total"] == sum(restarts.values())
+    assert all(isinstance(c["health_failures"], int) for c in res["containers"])
 
     dry = results["dry"]
     assert dry["changed"] and dry["report"]["block"]["status"] == "completed" and dry["metrics_file"] is None, dry

@@ -191,6 +191,7 @@ def test_markdown_report_says_no_data_changes_and_broker_failures():
     assert "CHANGED during the block" in md and "- cdb-x image_id: a -> b" in md
     assert "capital_com_up was 0 at 3 of 10 evaluated steps (1m 30s)" in md and "failing checks: login" in md
     assert "shorter than the ZAI window" in md
+    assert "| cdb-x | x | 2 | - | healthy | running |" in md
 
 
 def test_human_duration():
