@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import re
 
 from ansible.errors import AnsibleFilterError
@@ -28,6 +29,11 @@ except ImportError:  # pragma: no cover - ansible-core < 2.11
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # Keys of a role argument spec that ArgumentSpecValidator does not know.
 _DOC_KEYS = ("description", "version_added", "short_description")
+
+
+def _plain(data):
+    """Plain Python data: ansible-core's tagged, lazily templated containers make the validator crawl."""
+    return json.loads(json.dumps(data, default=str))
 
 
 def _name(svc, index):
@@ -154,6 +160,7 @@ def stack_problems(services, argument_specs=None, trading_mode="paper", live_app
     point's ``tradeops_stack_services.options`` is the schema of one service).
     """
     problems = []
+    services, argument_specs, flags = _plain(services), _plain(argument_specs), _plain(flags)
     if not isinstance(services, (list, tuple)) or isinstance(services, str):
         return ["tradeops_stack_services must be a list of services, got %s" % type(services).__name__]
     if not services:
