@@ -404,7 +404,7 @@ def http_probe(url, timeout=2.0):
     except ImportError:  # pragma: no cover
         return None, "urllib unavailable"
     try:
-        with urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http URL built by the module
+        with urlopen(url, timeout=timeout) as resp:
             return resp.status, None
     except HTTPError as exc:
         return exc.code, None

@@ -298,7 +298,7 @@ def test_refusals_and_warnings(stack, app_images):
     ports = rollout(stack.args("app", image=app_images["1"], strategy="start_first", published_ports=["18999:8000"]))
     assert ports.get("failed") and "start_first cannot publish fixed host ports" in ports["msg"]
     assert stack.containers() == []
-    # the image's start_period 1s + interval 1s x retries 2 = 3s > timeout 2s
+    # the image's start_period 1s + interval 1s x retries 3 = 4s > timeout 2s
     short = rollout(stack.args("app", image=app_images["1"], strategy="exclusive", health={"timeout": 2}))
     assert any("shorter than the healthcheck" in w for w in short.get("warnings", [])), short
     published = rollout(stack.args("web", image=app_images["1"], strategy="exclusive", published_ports=["0:8000"]))

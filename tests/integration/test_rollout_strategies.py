@@ -31,7 +31,7 @@ def extra_for(strategy: str) -> dict:
     if strategy == "blue_green":
         return {
             "proxy": {"listen": free_port(), "port": 8000, "drain": 1},
-            "health": {"timeout": 20, "http": {"port": 8000}},
+            "health": {"timeout": 60, "http": {"port": 8000}},
         }
     return {}
 

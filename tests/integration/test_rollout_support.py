@@ -41,7 +41,7 @@ ENV APP_VERSION=$VERSION APP_MODE=$MODE
 COPY app.sh /app.sh
 RUN busybox chmod 1777 /tmp
 USER 65534:65534
-HEALTHCHECK --interval=1s --timeout=1s --retries=2 --start-period=1s \\
+HEALTHCHECK --interval=1s --timeout=5s --retries=3 --start-period=1s \\
   CMD ["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8000/health"]
 CMD ["sh", "/app.sh"]
 """
@@ -102,7 +102,7 @@ class Stack:
             "pull": "never",
             "secrets_dir": str(self.secrets),
             "resources": {"memory": "32m", "cpus": 0.2, "pids": 32},
-            "health": {"timeout": 20},
+            "health": {"timeout": 60},
             "stop_timeout": 2,
         }
         base.update(kw)
@@ -161,7 +161,7 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int | None, str]:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - http URL built by the test
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status, resp.read().decode().strip()
     except urllib.error.HTTPError as exc:
         return exc.code, ""
