@@ -69,7 +69,7 @@ def _load(port: int, rate: float, stop, out_path: str, threads: int = 64):
                 ok = resp.status == 200
                 err = None if ok else "HTTP %d" % resp.status
                 conn.close()
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 err = type(exc).__name__
             t1 = time.monotonic()
             with lock:
@@ -321,7 +321,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="t-ro-bench-") as tmpdir:
         tmp = Path(tmpdir)
         for name in opts.only.split(","):
-            (tmp / name).mkdir()
+            (tmp / name).mkdir(exist_ok=True)
             for sub in ("zd", "exclusive", "start_first", "blue_green", "noop"):
                 (tmp / sub).mkdir(exist_ok=True)
             if name == "zero_downtime":
