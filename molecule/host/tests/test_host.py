@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 BUSYBOX = "tradeops/busybox:1.35"
-ROOT = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
 
 
 def sh(host, cmd: str) -> str:
@@ -85,6 +86,7 @@ def test_no_new_privileges_in_a_container(engine):
 
 
 def test_log_config_of_a_new_container(engine):
+    engine.run("docker rm -f t-host-logcfg")  # a leftover of an interrupted run
     sh(engine, f"docker run -d --name t-host-logcfg {BUSYBOX} sleep 600")
     try:
         cfg = json.loads(sh(engine, "docker inspect -f '{{json .HostConfig.LogConfig}}' t-host-logcfg"))
@@ -95,6 +97,7 @@ def test_log_config_of_a_new_container(engine):
 
 
 def test_icc_blocked_on_default_bridge(engine):
+    engine.run("docker rm -f t-host-web")  # a leftover of an interrupted run
     sh(engine, f"docker run -d --name t-host-web {BUSYBOX} httpd -f -p 8080")
     try:
         ip = sh(engine, "docker inspect -f '{{.NetworkSettings.IPAddress}}' t-host-web")
@@ -130,6 +133,7 @@ def test_chrony(host):
 
 # --- live-restore in behaviour -------------------------------------------------------
 def test_live_restore_keeps_containers_running(engine):
+    engine.run("docker rm -f t-host-lr")  # a leftover of an interrupted run
     sh(engine, f"docker run -d --name t-host-lr {BUSYBOX} sleep 3600")
     try:
         before = sh(engine, "docker inspect -f '{{.State.StartedAt}} {{.State.Pid}}' t-host-lr")
@@ -178,7 +182,7 @@ def ansible_playbook(host, playbook: str, *args: str) -> subprocess.CompletedPro
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     return subprocess.run(
-        ["ansible-playbook", "-i", inventory, "-l", host.backend.host, str(Path(__file__).parent / playbook), *args],
+        ["ansible-playbook", "-i", inventory, "-l", host.backend.get_hostname(), str(HERE / playbook), *args],
         capture_output=True,
         text=True,
         env=env,
@@ -192,8 +196,8 @@ def ansible_playbook(host, playbook: str, *args: str) -> subprocess.CompletedPro
     [
         ("docker_host", {"docker_host_live_restore": "perhaps"}, "docker_host_live_restore"),
         ("docker_host", {"docker_host_log_max_file": "five"}, "docker_host_log_max_file"),
-        ("docker_host", {"docker_host_networks": [{"internal": True}]}, "name"),
-        ("log_rotation", {"log_rotation_entries": [{"name": "x", "paths": ["/x"], "rotate": "many"}]}, "rotate"),
+        ("docker_host", {"docker_host_networks": [{"internal": True}]}, "docker_host_networks"),
+        ("log_rotation", {"log_rotation_entries": [{"name": "x", "paths": ["/x"], "rotate": "x"}]}, "log_rotation_e"),
         ("log_rotation", {"log_rotation_journald_enabled": {"a": 1}}, "log_rotation_journald_enabled"),
     ],
 )
@@ -201,7 +205,7 @@ def test_wrong_types_fail_before_any_change(host, role, extra, named):
     before = sh(host, "md5sum /etc/docker/daemon.json")
     res = ansible_playbook(host, "wrong_types.yml", "-e", json.dumps({"t_role": role, **extra}))
     out = res.stdout + res.stderr
-    assert res.rc != 0, out
+    assert res.returncode != 0, out
     assert "Validation of arguments failed" in out or "argument spec" in out.lower(), out
     assert named in out, out
     assert "changed=0" in out, out
@@ -209,11 +213,12 @@ def test_wrong_types_fail_before_any_change(host, role, extra, named):
 
 
 def test_check_reports_uncapped_container(engine):
+    engine.run("docker rm -f t-host-uncapped")  # a leftover of an interrupted run
     sh(engine, f"docker run -d --name t-host-uncapped --log-driver json-file {BUSYBOX} sleep 600")
     try:
         res = ansible_playbook(engine, "check_logs.yml", "-e", "log_rotation_fail_on_uncapped=true")
         out = res.stdout + res.stderr
-        assert res.rc != 0, out
+        assert res.returncode != 0, out
         assert "t-host-uncapped" in out, out
         assert "Running containers without a log size cap" in out, out
     finally:
