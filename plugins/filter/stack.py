@@ -146,7 +146,7 @@ def _clean_spec(options):
 def _published_host_ports(svc):
     ports = []
     for item in svc.get("published_ports") or []:
-        text = str(item).split("/")[0]
+        text = str(item).split("/", maxsplit=1)[0]
         parts = text.split(":")
         if len(parts) >= 2 and parts[-2]:
             ports.append(parts[-2])

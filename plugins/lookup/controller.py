@@ -69,7 +69,7 @@ def controller_pid():
     """The topmost ansible-playbook process above this one (workers are forks with the same command line)."""
     pid, found = os.getpid(), None
     try:
-        for _ in range(20):
+        for _attempt in range(20):
             if _is_ansible(pid):
                 found = pid
             elif found is not None:

@@ -161,7 +161,7 @@ def is_live_url(url):
 def describe_error_code(code):
     """'error.invalid.stoploss.minvalue: 17.146' -> ('error.invalid.stoploss.minvalue', '17.146', meaning)."""
     code = str(code).strip()
-    base, _, value = code.partition(":")
+    base, _sep, value = code.partition(":")
     base, value = base.strip(), value.strip() or None
     meaning = ERROR_CODES.get(base)
     if meaning is None:

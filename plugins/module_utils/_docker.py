@@ -39,6 +39,8 @@ except ImportError as exc:  # pragma: no cover - depends on the host
     APIError = NotFound = ImageNotFound = DockerException
 
 from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     LABEL_COLOUR,
@@ -248,7 +250,7 @@ def create_kwargs(spec, name, labels, secrets_dir, first_network):
         volumes.append("%s:/run/secrets/%s:ro" % (os.path.join(secrets_dir, secret), secret))
     tmpfs = {}
     for item in spec["tmpfs"]:
-        path, _, opts = item.partition(":")
+        path, _sep, opts = item.partition(":")
         tmpfs[path] = opts or "rw,noexec,nosuid,size=64m,mode=1777"
     ports = {}
     for key, (ip, host) in spec["ports"].items():
@@ -398,13 +400,10 @@ def container_ip(attrs, network=None):
 
 def http_probe(url, timeout=2.0):
     """(status or None, error text or None)."""
+    # use_proxy=False: probes go to container addresses on the local bridge,
+    # never through an HTTP(S)_PROXY the controller environment may carry.
     try:
-        from urllib.request import urlopen
-        from urllib.error import HTTPError, URLError
-    except ImportError:  # pragma: no cover
-        return None, "urllib unavailable"
-    try:
-        with urlopen(url, timeout=timeout) as resp:
+        with open_url(url, timeout=timeout, use_proxy=False) as resp:
             return resp.status, None
     except HTTPError as exc:
         return exc.code, None

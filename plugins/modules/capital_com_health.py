@@ -511,7 +511,7 @@ class HealthCheck(object):
         samples = []
         self.latency = dict(endpoint="GET /ping", samples_ms=samples, slo_ms=slo, quantile=quantile, ok=False)
         try:
-            for _ in range(count):
+            for _sample in range(count):
                 samples.append(ms(self.client.ping().elapsed))
         finally:
             stats = dict(

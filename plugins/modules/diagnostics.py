@@ -31,12 +31,13 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: In check mode nothing is collected or written; the plan (containers and files) is returned.
+    description: In check mode nothing is collected or written; the plan (containers and files) is returned.
   diff_mode:
     support: none
+    description: Nothing to diff; the bundle is a new file.
   idempotent:
     support: none
-    details: Every run writes a new bundle (it is a snapshot of the moment).
+    description: Every run writes a new bundle (it is a snapshot of the moment).
 options:
   since:
     description:
@@ -61,7 +62,6 @@ options:
     type: list
     elements: str
     default: []
-    no_log: true
   extra:
     description:
       - Further documents to include, as a mapping of file name to content (a string, or data stored as JSON),
@@ -76,7 +76,7 @@ options:
 requirements:
   - docker (Python SDK) >= 5.0
 author:
-  - tradeops.stack maintainers
+  - tradeops.stack contributors (@tradeops-stack)
 """
 
 EXAMPLES = r"""
@@ -191,7 +191,7 @@ class Redactor:
         env = attrs.get("Config", {}).get("Env") or []
         masked = []
         for item in env:
-            key, _, value = item.partition("=")
+            key, _sep, value = item.partition("=")
             if SECRET_ENV_NAME.search(key) and value:
                 masked.append("%s=<redacted:env>" % key)
                 self.count += 1

@@ -533,6 +533,7 @@ import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker as D
 from ansible_collections.tradeops.stack.plugins.module_utils._releases import ReleaseHistory
@@ -1488,7 +1489,7 @@ class BlueGreen:
         return colour, self.ro.containers().get(self.name(colour))
 
     def active_spec_hash(self):
-        _, c = self.active()
+        _colour, c = self.active()
         return c.labels.get(LABEL_SPEC_HASH) if c is not None else None
 
     def proxy_spec(self):
@@ -1515,7 +1516,7 @@ class BlueGreen:
             "stop_timeout": 30,
             "log": None,
         }
-        image_id, _ = self.ro.resolve_image(cfg["image"], "missing")
+        image_id, _image = self.ro.resolve_image(cfg["image"], "missing")
         spec = D.desired_spec(params, image_id, {})
         return spec, D.spec_hash(spec)
 
@@ -1564,7 +1565,7 @@ class BlueGreen:
         if other is not None and other.status == "running":
             return False
         proxy = self.proxy()
-        _, proxy_hash = self.proxy_spec()
+        _spec, proxy_hash = self.proxy_spec()
         if proxy is None or proxy.status != "running" or proxy.labels.get(LABEL_SPEC_HASH) != proxy_hash:
             return False
         expected = "\n".join(
@@ -1575,7 +1576,7 @@ class BlueGreen:
         return self.conf_body() == expected
 
     def plan(self, action):
-        colour, _ = self.active()
+        colour, _container = self.active()
         target = "green" if colour == "blue" else "blue"
         steps = [
             "create and start %s" % self.name(target),
@@ -1624,15 +1625,13 @@ class BlueGreen:
         ro.timings["switch"] = round(time.monotonic() - t, 2)
 
     def verify(self, proxy, colour, timeout=10.0):
-        from urllib.request import urlopen
-
         proxy.reload()
         ip = D.container_ip(proxy.attrs, self.ro.primary_net)
         deadline = time.monotonic() + timeout
         seen = None
         while time.monotonic() < deadline:
             try:
-                with urlopen("http://%s:8080/" % ip, timeout=2) as resp:
+                with open_url("http://%s:8080/" % ip, timeout=2, use_proxy=False) as resp:
                     seen = resp.headers.get("X-Tradeops-Colour")
             except Exception as exc:  # HTTPError carries headers too
                 headers = getattr(exc, "headers", None)
