@@ -10,6 +10,9 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST := $(BIN)/pytest -p no:cacheprovider
+# The no-data-lost test runs this many deploy/rollback cycles of the whole stack (~2.5 min
+# each on 2 cores); CI runs 3, the full 20 of the acceptance bar: TRADEOPS_NO_DATA_LOST_CYCLES=20.
+export TRADEOPS_NO_DATA_LOST_CYCLES ?= 3
 MOLECULE_SCENARIOS ?= $(notdir $(patsubst %/,%,$(wildcard molecule/*/)))
 
 .PHONY: help bootstrap images lint sanity unit integration molecule test demo bench clean
