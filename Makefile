@@ -31,6 +31,7 @@ lint: bootstrap  ## yamllint, ruff, ansible-lint (production profile), ansible-t
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/ansible-lint --profile production
+	$(BIN)/python tests/tools/gen_docs.py --check
 	tests/tools/sanity.sh
 
 sanity: bootstrap  ## ansible-test sanity only

@@ -24,7 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "reference"
 BIN = ROOT / ".venv" / "bin"
-PLUGIN_TYPES = {"modules": "module", "lookup": "lookup", "filter": "filter", "callback": "callback"}
+PLUGIN_TYPES = ("module", "lookup", "filter", "callback")
 MARKUP = [
     (re.compile(r"[COV]\(([^)]*)\)"), r"`\1`"),
     (re.compile(r"[IE]\(([^)]*)\)"), r"*\1*"),
@@ -105,10 +105,18 @@ def plugin_page(fqcn: str, data: dict) -> str:
 def role_page(role: Path) -> str:
     specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
     lines = [f"# Role tradeops.stack.{role.name}", ""]
+    seen: dict[str, str] = {}  # entry points sharing one option set (a YAML anchor) list it once
     for entry, spec in specs.items():
         lines += [f"## Entry point `{entry}`", "", text(spec.get("short_description")), ""]
         lines += [f"- {text(d)}" for d in spec.get("description", []) if d] + [""]
-        lines += table("Variables", spec.get("options") or {})[2:] if spec.get("options") else []
+        if not spec.get("options"):
+            continue
+        key = json.dumps(spec["options"], sort_keys=True, default=str)
+        if key in seen:
+            lines += [f"Variables: the same as entry point `{seen[key]}`.", ""]
+        else:
+            seen[key] = entry
+            lines += table("Variables", spec["options"])[2:]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -126,12 +134,12 @@ def ansible_doc(kind: str, names: list[str]) -> tuple[dict, str]:
 
 def pages() -> tuple[dict[str, str], list[str]]:
     out, warnings = {}, []
-    for folder, kind in PLUGIN_TYPES.items():
-        names = sorted(
-            f"tradeops.stack.{p.stem}"
-            for p in (ROOT / "plugins" / folder).glob("*.py")
-            if not p.name.startswith("_") and p.name != "__init__.py"
-        )
+    for kind in PLUGIN_TYPES:
+        # the names ansible-doc knows (a filter file such as stack.py holds several filters,
+        # each documented in its own YAML file), not the file names
+        listed, stderr = ansible_doc(kind, ["-l", "tradeops.stack"])
+        warnings += [line for line in stderr.splitlines() if "WARNING" in line or "ERROR" in line]
+        names = sorted(listed)
         if not names:
             continue
         docs, stderr = ansible_doc(kind, names)
