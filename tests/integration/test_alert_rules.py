@@ -116,3 +116,16 @@ def test_promtool_rejects_an_invalid_rule(tmp_path):
     res = promtool(tmp_path, "check", "rules", "bad.yml")
     assert res.returncode != 0
     assert "bad.yml" in res.stdout + res.stderr
+
+
+def test_runbook_urls_point_at_runbook_sections(rendered):
+    """Each runbook_url anchor is a section of docs/runbooks.md (GitHub heading anchors)."""
+    headings = re.findall(r"^## (.+)$", (ROOT / "docs" / "runbooks.md").read_text(), re.M)
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+    rules = (rendered / "tradeops.yml").read_text()
+    urls = re.findall(r'runbook_url: "https://runbooks\.test/runbooks\.md#([^"]+)"', rules)
+    assert len(urls) >= 15, urls
+    missing = sorted(set(urls) - anchors)
+    assert not missing, f"anchors with no section in docs/runbooks.md: {missing}; sections: {sorted(anchors)}"
+    linked = {a for a in anchors if a in urls}
+    print(f"{len(urls)} alerts link {len(linked)} runbook sections: {sorted(linked)}")
