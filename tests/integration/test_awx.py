@@ -4,9 +4,12 @@ Building the EE image needs a registry (not reachable here); `ansible-builder
 create` producing a complete context is the part CI can prove.
 """
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -61,3 +64,53 @@ def test_awx_configuration_play_and_wrappers_pass_syntax_check():
             cwd=ROOT,
         )
         assert res.returncode == 0, f"{play.name}: {res.stdout[-1500:]}{res.stderr[-1500:]}"
+
+
+def test_survey_and_schedule_variables_are_read_by_the_playbooks():
+    """Every survey variable and schedule extra_data key of configure.yml is a name the job's playbook
+    (through its wrapper) or the stack role's defaults really read; a renamed variable fails here."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+    config = yaml.load((AWX / "configure.yml").read_text(), Loader=Loader)[0]  # noqa: S506 - SafeLoader subclass
+    defaults = (ROOT / "roles" / "stack" / "defaults" / "main.yml").read_text()
+    specs = yaml.safe_load((ROOT / "roles" / "stack" / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    role_options = set(specs["main"]["options"])
+    templates = {t["name"]: t for t in config["vars"]["awx_job_templates"]}
+    read_by: dict[str, str] = {}
+    problems = []
+
+    def reads(playbook_text: str, name: str) -> bool:
+        used = re.search(rf"\b{re.escape(name)}\b\s*(\||\}}|\)|$|\s*(==|!=|if|else|and|or))", playbook_text, re.M)
+        if name.startswith(("tradeops_", "stack_")):
+            # read by the role: a default of the role that uses it, or a role option set directly
+            return bool(used) or name in role_options or bool(re.search(rf"\b{name}\b", defaults))
+        return bool(used)
+
+    checked = 0
+    for name, template in templates.items():
+        wrapper = yaml.safe_load((AWX / "project" / template["playbook"]).read_text())
+        target = wrapper[0]["ansible.builtin.import_playbook"]
+        assert target.startswith("tradeops.stack."), (name, target)
+        text = (ROOT / "playbooks" / (target.split(".")[-1] + ".yml")).read_text()
+        keys = [q["variable"] for q in template["survey"]] + list(template.get("extra_vars", {}))
+        for task in config["tasks"]:
+            sched = task.get("awx.awx.schedule")
+            if sched and sched["unified_job_template"] == name:
+                keys += list(sched.get("extra_data", {}))
+                survey_vars = {q["variable"] for q in template["survey"]}
+                problems += [f"{name}: schedule sets {k} but the survey does not ask for it (AWX rejects it)"
+                             for k in sched.get("extra_data", {}) if k not in survey_vars]  # fmt: skip
+        for key in keys:
+            checked += 1
+            if not reads(text, key):
+                problems.append(f"{name}: {key} is not read by {target} or the stack role")
+            read_by[key] = target
+    print(f"{checked} survey/schedule/extra variables checked over {len(templates)} job templates")
+    assert not problems, problems
+    # the two directions the playbooks document: short names map onto role variables
+    assert read_by.get("to_release") == "tradeops.stack.rollback"
+    assert read_by.get("fail_on_zai") == "tradeops.stack.paper_block"
+    assert read_by.get("since") == "tradeops.stack.diagnose"
