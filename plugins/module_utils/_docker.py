@@ -436,6 +436,24 @@ def failure_details(container, attrs):
     }
 
 
+def last_exit_code(container, since):
+    """The exit code of the container's last ``die`` event since ``since`` (epoch seconds), or None.
+
+    After an automatic restart the engine resets State.ExitCode to 0; the event keeps the crash's code.
+    """
+    try:
+        events = container.client.api.events(
+            since="%.3f" % since,
+            until="%.3f" % time.time(),
+            filters={"container": container.id, "event": "die"},
+            decode=True,
+        )
+        codes = [ev.get("Actor", {}).get("Attributes", {}).get("exitCode") for ev in events]
+    except (APIError, DockerException):
+        return None
+    return codes[-1] if codes else None
+
+
 def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_running=1.0, stop_early=None):
     """Wait until ``container`` is running, Docker reports exactly ``healthy`` (when it has a
     healthcheck) and the optional HTTP probe answers the expected status.
@@ -445,6 +463,7 @@ def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_runn
     Returns a GateResult whose ``reason`` says why it failed.
     """
     start = time.monotonic()
+    started_at = time.time() - 1
     last_probe = None
     running_since = None
     while True:
@@ -468,8 +487,8 @@ def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_runn
         if attrs.get("RestartCount", 0) > 0:
             return GateResult(
                 False,
-                "container %s restarted %s time(s) during the health gate (crash loop)"
-                % (container.name, attrs["RestartCount"]),
+                "container %s restarted %s time(s) during the health gate (crash loop, exit code %s)"
+                % (container.name, attrs["RestartCount"], last_exit_code(container, started_at)),
                 failure_details(container, attrs),
                 elapsed,
             )

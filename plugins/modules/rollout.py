@@ -62,7 +62,8 @@ options:
   strategy:
     description:
       - V(blue_green) starts the other colour, gates it, switches the edge proxy (validated graceful nginx reload),
-        drains, stops the old colour and keeps it for an instant rollback. Requires O(proxy).
+        drains with the old colour as a backup upstream, removes it (second validated reload), stops the old
+        colour and keeps it for an instant rollback. Requires O(proxy).
       - V(start_first) starts the new instance and gates it before the old one stops (short overlap).
       - V(exclusive) stops the old instance before the new one starts and checks before and after every step
         that never two instances of the service run; if the new one fails the old one is started again.
@@ -344,7 +345,10 @@ options:
         type: str
         default: tradeops/proxy:1.0
       drain:
-        description: Seconds between the switch and stopping the old colour (in-flight requests finish).
+        description:
+          - Seconds between the switch and stopping the old colour (in-flight requests finish).
+          - During the drain the old colour stays in the upstream as a C(backup) server (a request the new colour
+            refuses or does not accept within 1.5 s goes to it); a second validated reload removes it.
         type: int
         default: 5
       memory:
@@ -1524,12 +1528,30 @@ class BlueGreen:
         found = D.service_containers(self.ro.client, self.ro.stack, self.ro.service, role="proxy")
         return found[0] if found else None
 
-    def render(self, colour, release_id):
+    def render(self, colour, release_id, backup=None):
+        """The upstream file: ``colour`` serves; ``backup`` (the old colour, during the drain only) catches
+        the requests ``colour`` does not take.
+
+        Why the backup entries: an app whose accept queue is full (starved of CPU, or a small listen backlog)
+        drops the proxy's SYN, and the kernel retransmits it only after 1 s and 3 s, past a 3 s client's
+        patience. After proxy_connect_timeout nginx tries a backup entry instead: the same colour again (a
+        fresh SYN at 1.5 s) and, during the drain, the old colour, still warm; a refused connection goes to
+        them at once. 1.5 s leaves room for the kernel's own retransmit at 1 s: a 0.5 s timeout turned ~1 s of
+        CPU starvation into 504s when measured (docs/rollout.md). Requests already sent are not retried when
+        they are not idempotent (nginx's default), and never after proxy_next_upstream_timeout.
+        """
+        port = self.proxy_cfg["port"]
+        servers = [
+            "    server %s:%d max_fails=0;\n" % (self.name(colour), port),
+            "    server %s:%d max_fails=0 backup;\n" % (self.name(colour), port),
+        ]
+        if backup:
+            servers.append("    server %s:%d max_fails=0 backup;  # draining\n" % (self.name(backup), port))
         return (
             "# colour: %s\n"
             "# managed by tradeops.stack.rollout: stack %s, service %s, release %s. Do not edit.\n"
             "upstream tradeops_backend {\n"
-            "    server %s:%d max_fails=0;\n"
+            "%s"
             "    keepalive 32;\n"
             "}\n"
             "server {\n"
@@ -1540,11 +1562,13 @@ class BlueGreen:
             "        proxy_http_version 1.1;\n"
             '        proxy_set_header Connection "";\n'
             "        proxy_set_header Host $host;\n"
-            "        proxy_next_upstream error timeout http_502;\n"
-            "        proxy_connect_timeout 5s;\n"
+            "        proxy_next_upstream error timeout http_502 http_503;\n"
+            "        proxy_next_upstream_tries 3;\n"
+            "        proxy_next_upstream_timeout 5s;\n"
+            "        proxy_connect_timeout 1500ms;\n"
             "    }\n"
             "}\n"
-        ) % (colour, self.ro.stack, self.ro.service, release_id, self.name(colour), self.proxy_cfg["port"], colour)
+        ) % (colour, self.ro.stack, self.ro.service, release_id, "".join(servers), colour)
 
     def conf_body(self):
         try:
@@ -1585,7 +1609,9 @@ class BlueGreen:
         ]
         if colour:
             steps += [
-                "drain %ss, stop %s and keep it for rollback" % (self.proxy_cfg["drain"], self.name(colour)),
+                "drain %ss with %s as backup upstream" % (self.proxy_cfg["drain"], self.name(colour)),
+                "remove the backup upstream (nginx -t, nginx -s reload)",
+                "stop %s and keep it for rollback" % self.name(colour),
             ]
         return {"steps": steps, "expected_pause": 0, "expected_pause_max_seconds": 0}
 
@@ -1599,15 +1625,19 @@ class BlueGreen:
             os.chmod(self.conf_dir, 0o755)  # noqa: S103 - the proxy (another uid) reads it
         atomic_write_text(self.conf_file, text, mode=0o644)
 
-    def switch(self, colour, release_id):
-        """Point the proxy at ``colour``: validated (nginx -t) graceful reload, verified through the proxy."""
+    def switch(self, colour, release_id, backup=None):
+        """Point the proxy at ``colour`` (``backup`` behind it while draining): validated (nginx -t) graceful
+        reload, verified through the proxy."""
         ro = self.ro
         old_text = None
         if os.path.exists(self.conf_file):
             with open(self.conf_file) as handle:
                 old_text = handle.read()
-        ro.do("switch %s upstream -> %s" % (self.proxy_name, self.name(colour)))
-        self.write_conf(self.render(colour, release_id))
+        if backup:
+            ro.do("switch %s upstream -> %s (backup %s)" % (self.proxy_name, self.name(colour), self.name(backup)))
+        else:
+            ro.do("switch %s upstream -> %s" % (self.proxy_name, self.name(colour)))
+        self.write_conf(self.render(colour, release_id, backup))
         proxy = self.ensure_proxy()
         t = time.monotonic()
         code, out = self.nginx(proxy, "-t", "-q")
@@ -1622,7 +1652,7 @@ class BlueGreen:
             raise RolloutFailed("nginx -s reload failed: %s" % out[-500:], stage="switch")
         self.switched = True
         self.verify(proxy, colour)
-        ro.timings["switch"] = round(time.monotonic() - t, 2)
+        ro.timings.setdefault("switch", round(time.monotonic() - t, 2))
 
     def verify(self, proxy, colour, timeout=10.0):
         proxy.reload()
@@ -1695,12 +1725,17 @@ class BlueGreen:
         self.new_id = new.id
         ro.gate(new)
         ro.pre_promotion(new)
-        self.switch(target, rel["id"])
-        if self.previous_colour:
-            old = ro.containers().get(self.name(self.previous_colour))
+        old = ro.containers().get(self.name(self.previous_colour)) if self.previous_colour else None
+        if old is not None and old.status == "running":
+            # the old colour stays in the upstream as a backup until the drain ends: a new colour that
+            # refuses or drops connections in its first seconds under full load falls back to it
+            self.switch(target, rel["id"], backup=self.previous_colour)
             time.sleep(self.proxy_cfg["drain"])
-            if old is not None and old.status == "running":
-                ro.stop(old, keep=True)
+            ro.watch(new)  # died during the drain: roll back while the old colour still runs
+            self.switch(target, rel["id"])  # second validated reload, without the backup
+            ro.stop(old, keep=True)
+        else:
+            self.switch(target, rel["id"])
         ro.post_promotion(new)
         return target
 

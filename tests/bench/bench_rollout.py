@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Rollout benchmarks on the real engine. Prints numbers; asserts nothing about time.
 
-    .venv/bin/python tests/bench/bench_rollout.py [--rate 250] [--only zero_downtime,switch,noop]
+    .venv/bin/python tests/bench/bench_rollout.py [--rate 250] [--only zero_downtime,switch,noop] [--repeat N]
 
 1. zero downtime: a separate process sends a steady load through the blue/green proxy while an upgrade and
    then a rollback run; the same upgrade is then done with community.docker.docker_container recreating a
@@ -123,6 +123,7 @@ class Load:
             "max_gap_between_successes_s": round(max(gaps), 3) if gaps else None,
             "errors": errors,
             "failed_at_s": [round(r[0] - rec[0][0], 2) for r in rec if not r[2]][:10],
+            "loadavg_1m": round(os.getloadavg()[0], 1),  # the host is shared: read every figure with it
         }
 
 
@@ -315,22 +316,24 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=250.0)
     parser.add_argument("--only", default="zero_downtime,switch,noop")
+    parser.add_argument("--repeat", type=int, default=1, help="run the selected phases this many times")
     opts = parser.parse_args()
     images = build_test_images()
     results = {}
     with tempfile.TemporaryDirectory(prefix="t-ro-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        for name in opts.only.split(","):
-            (tmp / name).mkdir(exist_ok=True)
-            for sub in ("zd", "exclusive", "start_first", "blue_green", "noop"):
-                (tmp / sub).mkdir(exist_ok=True)
-            if name == "zero_downtime":
-                results[name] = bench_zero_downtime(images, opts.rate, tmp)
-            elif name == "switch":
-                results[name] = bench_switch(images, tmp)
-            elif name == "noop":
-                results[name] = bench_noop(images, tmp)
-            print(json.dumps({name: results[name]}, indent=2), flush=True)
+        for run in range(opts.repeat):
+            for name in opts.only.split(","):
+                work = Path(tempfile.mkdtemp(prefix="%s-%d-" % (name, run), dir=tmp))  # fresh state per run
+                for sub in ("zd", "exclusive", "start_first", "blue_green", "noop"):
+                    (work / sub).mkdir()
+                if name == "zero_downtime":
+                    results[name] = bench_zero_downtime(images, opts.rate, work)
+                elif name == "switch":
+                    results[name] = bench_switch(images, work)
+                elif name == "noop":
+                    results[name] = bench_noop(images, work)
+                print(json.dumps({name: results[name], "run": run + 1}, indent=2), flush=True)
     load = os.getloadavg()
     print(json.dumps({"host": {"cpus": os.cpu_count(), "loadavg": load}}))
 

@@ -19,6 +19,7 @@ from conftest import ROOT, ansible_env
 from test_rollout_support import (  # noqa: F401 - fixtures
     app_images_fixture,
     docker,
+    http_get,
     rollout,
     run_task,
     stack_fixture,
@@ -155,10 +156,13 @@ def test_controller_killed_mid_rollout(strategy, stack, app_images, tmp_path):
         assert started, "the new instance never started"
     finally:
         # the controller and everything it started (worker, module), mid-gate, as a lost machine would
-        for pid in [proc.pid, *descendants(proc.pid)]:
+        killed = [proc.pid, *descendants(proc.pid)]
+        for pid in killed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         proc.wait()
+    # SIGKILL is asynchronous: on a loaded host the module can still exist for a moment (seen: 2 s)
+    assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in killed), timeout=60), killed
     lock = json.loads((stack.dir / "lock.json").read_text())
     assert lock["holder"] == f"killed run {proc.pid}"
 
@@ -207,6 +211,64 @@ def descendants(root: int) -> list[int]:
 def _first_hash(stack, service):
     releases = json.loads((stack.dir / "releases" / f"{service}.json").read_text())
     return releases["releases"][0]["spec_hash"]
+
+
+def test_blue_green_drain_keeps_the_old_colour_as_backup(stack, app_images):
+    """During the drain the old colour is a backup upstream: a new colour that stops then still serves through
+    it and the rollout rolls back. After a normal drain a second reload removes the backup line."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    extra = {"proxy": {"listen": port, "port": 8000, "drain": 10}, "health": {"timeout": 60, "http": {"port": 8000}}}
+    args = lambda image, **kw: stack.args("app", image=image, strategy="blue_green", **{**extra, **kw})  # noqa: E731
+    conf = stack.dir / "proxy" / "app" / "upstream.conf"
+    blue, green = f"{stack.name}-app-blue", f"{stack.name}-app-green"
+    url = f"http://127.0.0.1:{port}/"
+
+    def draining(new, old):
+        text = conf.read_text() if conf.exists() else ""
+        return text.startswith(f"# colour: {new}\n") and f"{stack.name}-app-{old}:8000 max_fails=0 backup;" in text
+
+    assert not rollout(args(app_images["1"])).get("failed")
+    assert f"{blue}:8000" in conf.read_text() and "-green:" not in conf.read_text()
+
+    # a normal upgrade: blue is the backup while draining, gone from the upstream afterwards
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(rollout, args(app_images["2"]))
+        # the file is written before nginx -t and the reload: wait until the proxy serves the new colour
+        switched = lambda: draining("green", "blue") and http_get(url, timeout=10) == (200, "2")  # noqa: E731
+        assert wait_for(switched, timeout=120, interval=0.05), conf.read_text()
+        assert stack.running("app") == [blue, green]  # the backup still runs
+        up = run.result()
+    assert not up.get("failed"), up.get("msg")
+    steps = up["plan"]["steps"]
+    assert f"switch {stack.name}-app-proxy upstream -> {green} (backup {blue})" in steps, steps
+    assert steps.index(f"switch {stack.name}-app-proxy upstream -> {green}") < steps.index(
+        f"stop {blue} (kept for rollback)"
+    ), steps
+    text = conf.read_text()
+    assert f"{blue}:" not in text and text.count(f"{green}:8000") == 2, text
+    assert stack.running("app") == [green]
+
+    # the new colour (a new blue) is stopped during the drain: requests still succeed through the backup
+    # (green), and at the end of the drain the rollout notices and rolls back to green
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(rollout, args(app_images["3"]))
+        switched = lambda: draining("blue", "green") and http_get(url, timeout=10) == (200, "3")  # noqa: E731
+        assert wait_for(switched, timeout=120, interval=0.05), conf.read_text()
+        docker("stop", "-t", "1", blue)
+        answers = [http_get(url, timeout=10) for _ in range(10)]
+        back = run.result()
+    assert answers == [(200, "2")] * 10, answers
+    assert back.get("failed") and back["rolled_back"] is True, back
+    text = conf.read_text()
+    assert text.startswith("# colour: green\n") and f"{blue}:" not in text, text
+    assert stack.running("app") == [green]
+    assert http_get(url, timeout=10) == (200, "2")
+    assert rollout(args(app_images["2"]))["changed"] is False
 
 
 def test_concurrent_runs_against_the_lock(stack, app_images):

@@ -115,7 +115,8 @@ class Stack:
         ids = docker("ps", "-q", *(["-a"] if all_ else []), *flt).split()
         if not ids:
             return []
-        return json.loads(docker("inspect", *ids))
+        # a container removed between ps and inspect is skipped (inspect still prints the others)
+        return json.loads(docker("inspect", *ids, check=False) or "[]")
 
     def running(self, service: str) -> list[str]:
         return sorted(
