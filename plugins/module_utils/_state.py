@@ -227,11 +227,23 @@ class StackState:
 
 
 def pid_alive(pid):
+    """Whether process ``pid`` runs on this host (a zombie does not).
+
+    A killed controller's module process is orphaned and stays a zombie until
+    init reaps it; in containers whose init reaps slowly or never, signal 0
+    would report it alive and its lock would never look stale.
+    """
     try:
         os.kill(int(pid), 0)
     except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
+        if exc.errno != errno.EPERM:
+            return False
+    try:
+        with open("/proc/%d/stat" % int(pid)) as handle:
+            data = handle.read()
+    except (IOError, OSError):
+        return True  # no /proc (not Linux): signal 0 is all we know
+    return data[data.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
 class DeployLock:

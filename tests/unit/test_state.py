@@ -2,8 +2,10 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from ansible_collections.tradeops.stack.plugins.module_utils import _state
@@ -56,6 +58,24 @@ def test_stale_lock_of_a_dead_process_is_reported_and_only_taken_over_on_request
     assert changed and taken["holder"] == "killed-run"
     actions = [e["action"] for e in state.read_audit()]
     assert actions[-2:] == ["lock_take_over", "lock_acquire"]
+
+
+def test_a_zombie_owner_is_gone(state):
+    # a killed controller's module is orphaned and stays a zombie until init reaps it
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        for _ in range(200):
+            with open(f"/proc/{zombie.pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.01)
+        assert _state.pid_alive(zombie.pid) is False
+        assert _state.pid_alive(os.getpid()) is True
+        lock = _state.DeployLock(state)
+        lock.acquire("killed-run", "deploy", ttl=3600, owner_pid=zombie.pid, owner_host=socket.gethostname())
+        assert "is gone" in lock.status()["stale_reason"]
+    finally:
+        zombie.wait()
 
 
 def test_expired_ttl_makes_a_lock_stale(state):
