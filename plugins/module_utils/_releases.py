@@ -103,8 +103,31 @@ class ReleaseHistory:
         return None
 
     def add(self, spec_hash, spec, strategy, image_digest=None, now=None):
-        """Record an attempt (result pending) or return the existing record of the same spec."""
+        """Record an attempt (result pending); an earlier record of the same spec is reused.
+
+        Reuse keeps one record per spec: deploy/rollback cycles between two versions
+        keep two records instead of pruning the older version's, which a stack
+        release manifest may still name as its rollback target. The reused record
+        moves to the newest end (what was deployed last is pruned last).
+        """
         now = time.time() if now is None else now
+        existing = self.by_hash(spec_hash)
+        if existing is not None:
+            self.releases.remove(existing)
+            existing.pop("reason", None)
+            existing.update(
+                image=spec["image"],
+                image_id=spec["image_id"],
+                image_digest=image_digest or existing.get("image_digest"),
+                spec=spec,
+                strategy=strategy,
+                redeployed_at=iso(now),
+                finished_at=None,
+                result="pending",
+                who=caller_identity(),
+            )
+            self.releases.append(existing)
+            return existing
         rel = {
             "id": new_release_id(spec_hash, now),
             "image": spec["image"],

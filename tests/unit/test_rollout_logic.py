@@ -131,6 +131,26 @@ def test_prune_keeps_current_and_last_known_good(tmp_path):
     assert [r["id"] for r in again.releases] == ids
 
 
+def test_cycles_between_two_versions_keep_both_releases(tmp_path):
+    # deploy B / roll back to A, many times: A must stay a rollback target whatever keep is
+    h = _history(tmp_path)
+    a = h.add("a" * 24, _spec(1), "blue_green", now=1000)
+    h.promote(a)
+    for cycle in range(10):
+        b = h.add("b" * 24, _spec(2), "blue_green", now=2000 + cycle)
+        assert b["result"] == "pending" and "reason" not in b
+        h.promote(b)
+        h.promote(h.get(a["id"]))
+        h.prune(2)
+    assert [r["spec_hash"][0] for r in h.releases] == ["a", "b"]
+    assert h.get(a["id"]) is not None and b["redeployed_at"]
+    failed = h.add("b" * 24, _spec(2), "blue_green", now=3000)
+    h.fail(failed, "rolled_back", "unhealthy")
+    again = h.add("b" * 24, _spec(2), "blue_green", now=3001)
+    assert again is failed and again["result"] == "pending" and "reason" not in again
+    assert h.releases[-1] is again and len(h.releases) == 2
+
+
 def test_previous_good_find_and_promote(tmp_path):
     h = _history(tmp_path)
     r1 = h.add("1" * 24, _spec(1), "blue_green", now=1000)
