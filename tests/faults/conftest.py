@@ -151,6 +151,21 @@ def pytest_runtest_makereport(item, call):
             row.outcome = "FAIL"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection_modifyitems(config, items):
+    """A scenario left out by ``-m 'not slow'`` still gets its row, saying how to run it and what covers it."""
+    before = list(items)
+    yield
+    kept = {id(item) for item in items}
+    for item in before:
+        if id(item) not in kept and item.get_closest_marker("slow") and item.path.parent == HERE:
+            doc = " ".join((item.function.__doc__ or "").split())
+            note = f"not run here ({doc}); run it: pytest -m slow tests/faults"
+            ROWS[(item.nodeid, item.name)] = Row(
+                item.name.removeprefix("test_").replace("_", " "), "-", note, None, "skip"
+            )
+
+
 def pytest_sessionstart(session):
     SESSION["start"] = time.monotonic()
 
@@ -185,8 +200,10 @@ def pytest_terminal_summary(terminalreporter):
             tail = [rec, target, row.outcome] if i == 0 else ["", "", ""]
             tr.write_line(" | ".join(v.ljust(w) for v, w in zip([*cells, *tail], widths, strict=True)))
         tr.write_line("-+-".join("-" * w for w in widths))
-    passed = sum(r.outcome == "pass" for r in ROWS.values())
-    tr.write_line(f"{passed}/{len(ROWS)} scenarios passed")
+    counts = {o: sum(r.outcome == o for r in ROWS.values()) for o in ("pass", "FAIL", "skip")}
+    tr.write_line(
+        f"{counts['pass']} passed, {counts['FAIL']} failed, {counts['skip']} not run (slow) of {len(ROWS)} rows"
+    )
     if "deploy_s" in SESSION:
         tr.write_line(f"session stack deployed (site from nothing) in {SESSION['deploy_s']:.0f} s")
     tr.write_line(f"fault suite wall time: {time.monotonic() - SESSION.get('start', time.monotonic()):.0f} s")

@@ -120,6 +120,9 @@ def broker_healthy(stack) -> bool:
             "password": creds["capital_com_password"],
             "latency_slo_ms": 1000,
             "fail_on_unhealthy": False,
+            # into the stack's textfile, as verify does: monitoring sees the recovery too
+            "stack": stack.name,
+            "state_root": str(stack.state),
         },
     )
     return res.get("healthy") is True
@@ -131,6 +134,40 @@ def kill_tree(proc: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     proc.wait()
+
+
+def candidates(stack) -> list[str]:
+    """Running start_first candidates (<name>-next): a new version under its health gate."""
+    return [c["Name"].lstrip("/") for c in containers(stack) if c["Name"].endswith("-next") and c["State"]["Running"]]
+
+
+class FirstSeen(threading.Thread):
+    """Polls ``predicate`` until it holds, runs ``action`` on its value and records when (time.monotonic())."""
+
+    def __init__(self, predicate, action=None, timeout: float = 600):
+        super().__init__(daemon=True)
+        self.predicate, self.action, self.timeout = predicate, action, timeout
+        self.at: float | None = None
+        self.value = None
+        self.done = threading.Event()
+
+    def run(self):
+        deadline = time.monotonic() + self.timeout
+        while not self.done.is_set() and time.monotonic() < deadline:
+            value = self.predicate()
+            if value:
+                self.value = self.action(value) if self.action else value
+                self.at = time.monotonic()
+                return
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.join()
 
 
 def audit(stack) -> list[dict]:
@@ -218,31 +255,37 @@ def test_broker_fault_reported_by_verify(stack, scenario, fault):
     t0 = time.monotonic()
     assert run.rc != 0, run.output[-3000:]
     assert "Traceback" not in run.output
-    line = next((ln for ln in run.output.splitlines() if "broker     UNHEALTHY" in ln), "")
+    flat = " ".join(run.output.split())  # the YAML callback folds long lines
+    line = flat[flat.find("broker UNHEALTHY") :].split("- prometheus")[0] if "broker UNHEALTHY" in flat else ""
     assert needle in line, run.output[-3000:]
     assert wait_for(lambda: broker_healthy(stack), timeout=120, interval=1), "the broker check never recovered"
     row.recovered(time.monotonic() - t0)
-    row.observed = line.strip().strip('",')[:220]
+    row.observed = line.strip().rstrip("'\" ")[:220]
 
 
 # --------------------------------------------------------------------------- broken new versions
 def failed_deploy(stack, row, image: str, reason: str) -> str:
+    """Deploy a broken bot version; recovery is timed from its first candidate start to the end of the run."""
     before, manifest = started(stack), stack.manifest()["id"]
-    t0 = time.monotonic()
-    run = stack.play("deploy", tradeops_bot_image=image, tradeops_deploy_reason=f"faults: {image}")
-    elapsed = time.monotonic() - t0
+    with FirstSeen(lambda: candidates(stack)) as fault:
+        run = stack.play("deploy", tradeops_bot_image=image, tradeops_deploy_reason=f"faults: {image}")
+        end = time.monotonic()
+    assert fault.at, "no candidate of the new version was seen"
     assert run.rc != 0, run.output[-3000:]
     assert "DEPLOY FAILED" in run.output and "rolled back automatically" in run.output, run.output[-3000:]
     assert reason in failure_line(run.output), failure_line(run.output)
     assert back_on_good(stack) == []
     assert stack.manifest()["id"] == manifest
     assert started(stack) == before, "an old instance stopped serving or restarted"
-    row.recovered(elapsed)
+    row.recovered(end - fault.at)
     row.observed = f"failed, rolled back, old instances untouched: {failure_line(run.output)[:150]}"
     return run.output
 
 
+@pytest.mark.slow
 def test_unhealthy_new_version(stack, scenario):
+    """slow: the bots' 60 s start_period; the same deploy also runs in CI as
+    tests/integration/test_playbooks.py::test_broken_bot_version_rolls_the_stack_back_and_fails."""
     row = scenario(f"unhealthy new image ({BROKEN})", "new removed, old keeps serving, fails rolled_back + reason")
     failed_deploy(stack, row, BROKEN, "unhealthy")
 
@@ -250,40 +293,30 @@ def test_unhealthy_new_version(stack, scenario):
 def test_crash_loop_and_rerun_is_idempotent(stack, scenario):
     row = scenario(f"crash loop ({CRASH})", "same; re-running the play is idempotent")
     failed_deploy(stack, row, CRASH, "exit")
-    again = stack.play("deploy")
-    assert again.rc == 0 and changed_count(again.output) == 0, again.output[-3000:]
-    row.observed += "; good re-run: changed=0"
+    names = sorted(c["Name"] for c in containers(stack))
+    observed, recovery = row.observed, row.recovery_s
+    failed_deploy(stack, row, CRASH, "exit")  # the same play again: the same outcome, nothing left behind
+    assert sorted(c["Name"] for c in containers(stack)) == names
+    row.observed, row.recovery_s = observed + "; re-run: same outcome, same containers", recovery
 
 
 def test_container_killed_during_health_wait(stack, scenario):
     row = scenario("container killed during health wait", "rollback; exactly one active instance/colour")
-    killed = []
+    manifest = stack.manifest()["id"]
 
-    def killer():
-        def candidate():
-            return [
-                c["Name"].lstrip("/")
-                for c in containers(stack)
-                if c["Name"].endswith("-next") and c["State"]["Running"]
-            ]
+    def kill(names):
+        docker("kill", names[0])
+        return names[0]
 
-        names = wait_for(candidate, timeout=300, interval=0.05)
-        if names:
-            docker("kill", names[0])
-            killed.append(names[0])
-
-    thread = threading.Thread(target=killer)
-    thread.start()
-    manifest, t0 = stack.manifest()["id"], time.monotonic()
-    run = stack.play("deploy", tradeops_bot_image=OLDER, tradeops_deploy_reason="faults: killed candidate")
-    elapsed = time.monotonic() - t0
-    thread.join()
-    assert killed, "no candidate container was seen to kill"
-    assert run.rc != 0 and killed[0] in failure_line(run.output), failure_line(run.output)
+    with FirstSeen(lambda: candidates(stack), kill) as killed:
+        run = stack.play("deploy", tradeops_bot_image=OLDER, tradeops_deploy_reason="faults: killed candidate")
+        end = time.monotonic()
+    assert killed.at, "no candidate container was seen to kill"
+    assert run.rc != 0 and killed.value in failure_line(run.output), failure_line(run.output)
     assert back_on_good(stack) == []
     assert stack.manifest()["id"] == manifest
-    row.recovered(elapsed)
-    row.observed = f"killed {killed[0]}; {failure_line(run.output)[:160]}"
+    row.recovered(end - killed.at)
+    row.observed = f"killed {killed.value}; {failure_line(run.output)[:160]}"
 
 
 # --------------------------------------------------------------------------- a stack deploy, two at once
@@ -313,15 +346,18 @@ def test_one_service_fails_and_a_concurrent_deploy(stack, scenario):
             kill_tree(first)
     output = log.read_text()
     assert first.returncode != 0, output[-3000:]
-    reverted = re.findall(r"(\w+) -> \S+\s+\(ok\)", output.split("Rolled back in reverse order:")[-1])
-    assert reverted == REVERSE, (reverted, failure_line(output))
+    said = " ".join(output.split("Rolled back in reverse order:")[-1].split())[:1500]
+    reverted = re.findall(r"(\w+) -> \S+ \((ok|FAILED[^)]*)\)", said)
+    assert [name for name, _ in reverted] == REVERSE and {st for _, st in reverted} == {"ok"}, said
     assert "db_writer" in failure_line(output)
     assert back_on_good(stack) == []
     run_events = audit(stack)[events:]
     failed = [e for e in run_events if e.get("service") == "db_writer" and e.get("result") in ("rolled_back", "failed")]
     reverts = [e for e in run_events if e.get("service") in REVERSE and e["ts"] >= failed[0]["ts"]]
     row.recovered(epoch(reverts[-1]["ts"]) - epoch(failed[0]["ts"]))
-    row.observed = f"db_writer failed; rolled back {' -> '.join(reverted)}; stack on the good release"
+    row.observed = (
+        f"db_writer failed; rolled back {' -> '.join(name for name, _ in reverted)}; stack on the good release"
+    )
 
 
 def test_controller_killed_mid_rollout(stack, scenario):
@@ -332,7 +368,7 @@ def test_controller_killed_mid_rollout(stack, scenario):
 
         def mid_rollout():
             market = stack.running().get("market_data", {}).get("image") == older
-            return market and any(c["Name"].endswith("-next") and c["State"]["Running"] for c in containers(stack))
+            return market and candidates(stack)
 
         assert wait_for(mid_rollout, timeout=600, interval=0.1), "the deploy never reached its second bot"
     finally:
@@ -386,11 +422,9 @@ def test_dependency_stopped_and_started(stack, scenario, dependency):
     assert wait_for(recovered, timeout=300, interval=1), "the stack did not reconnect within 5 minutes"
     row.recovered(time.monotonic() - t0)
     assert rows_up_to(stack, ts) == (count, digest), "paper trades written before the outage changed"
-    verify = stack.play("verify")
-    assert verify.rc == 0, verify.output[-3000:]
     row.observed = (
         f"verify named it, Prometheus saw dependency_up 0 (firing: {', '.join(firing) or 'none'}); "
-        f"trades flow again, {count} earlier rows intact, verify OK"
+        f"every container healthy, trades flow again, {count} earlier rows intact"
     )
 
 
