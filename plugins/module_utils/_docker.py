@@ -287,10 +287,6 @@ def create_kwargs(spec, name, labels, secrets_dir, first_network):
             "retries": hc["Retries"],
             "start_period": hc["StartPeriod"],
         }
-    if first_network and first_network.get("aliases"):
-        kwargs["networking_config"] = {
-            first_network["name"]: {"Aliases": first_network["aliases"]},
-        }
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
@@ -306,10 +302,13 @@ def ensure_network(client, name, stack, check_mode=False):
 def create_container(client, spec, name, labels, secrets_dir):
     networks = spec["networks"]
     first = networks[0] if networks else None
-    kwargs = create_kwargs(spec, name, labels, secrets_dir, first)
-    if kwargs.pop("networking_config", None):
-        kwargs["networking_config"] = {first["name"]: client.api.create_endpoint_config(aliases=first["aliases"])}
-    container = client.containers.create(**kwargs)
+    container = client.containers.create(**create_kwargs(spec, name, labels, secrets_dir, first))
+    # Aliases by reconnecting the created container, not by containers.create(networking_config=...):
+    # that keyword needs Docker SDK 7, and Debian 12's python3-docker (what docker_host installs) is 5.0.
+    if first and first.get("aliases"):
+        network = client.networks.get(first["name"])
+        network.disconnect(container)
+        network.connect(container, aliases=first["aliases"])
     for extra in networks[1:]:
         client.networks.get(extra["name"]).connect(container, aliases=extra.get("aliases") or None)
     return container
