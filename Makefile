@@ -15,7 +15,7 @@ PYTEST := $(BIN)/pytest -p no:cacheprovider
 export TRADEOPS_NO_DATA_LOST_CYCLES ?= 3
 MOLECULE_SCENARIOS ?= $(notdir $(patsubst %/,%,$(wildcard molecule/*/)))
 
-.PHONY: help bootstrap images lint sanity unit integration molecule test demo bench clean
+.PHONY: help bootstrap images lint sanity unit integration faults molecule test demo bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ unit: bootstrap  ## pure-logic unit tests
 integration: images  ## integration tests against the real engine, emulator and tools
 	$(PYTEST) tests/integration
 
+faults: images  ## whole-stack fault suite (tests/faults): prints scenario, expected, observed, recovery time
+	$(PYTEST) -m "not slow" tests/faults
+
 molecule: images  ## every Molecule scenario under molecule/
 	@set -e; for s in $(MOLECULE_SCENARIOS); do \
 	  echo "=== molecule test -s $$s"; start=$$(date +%s); \
@@ -50,7 +53,7 @@ molecule: images  ## every Molecule scenario under molecule/
 	  echo "=== molecule $$s: $$(( $$(date +%s) - start )) s"; \
 	done
 
-test: bootstrap images lint unit integration molecule  ## the whole suite (CI runs this)
+test: bootstrap images lint unit integration faults molecule  ## the whole suite (CI runs this)
 	@echo "make test: all stages passed"
 
 demo: images  ## deploy and verify the reference stack on the local engine
