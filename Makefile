@@ -13,6 +13,9 @@ PYTEST := $(BIN)/pytest -p no:cacheprovider
 # The no-data-lost test runs this many deploy/rollback cycles of the whole stack (~2.5 min
 # each on 2 cores); CI runs 3, the full 20 of the acceptance bar: TRADEOPS_NO_DATA_LOST_CYCLES=20.
 export TRADEOPS_NO_DATA_LOST_CYCLES ?= 3
+# Integration test files run in parallel, one file per worker (they name everything they
+# create uniquely); most of their time is spent waiting on containers, not on the CPU.
+TEST_WORKERS ?= 2
 MOLECULE_SCENARIOS ?= $(notdir $(patsubst %/,%,$(wildcard molecule/*/)))
 
 .PHONY: help bootstrap images lint sanity unit integration faults molecule test demo bench clean
@@ -41,7 +44,7 @@ unit: bootstrap  ## pure-logic unit tests
 	$(PYTEST) tests/unit
 
 integration: images  ## integration tests against the real engine, emulator and tools
-	$(PYTEST) tests/integration
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile tests/integration
 
 faults: images  ## whole-stack fault suite (tests/faults): prints scenario, expected, observed, recovery time
 	$(PYTEST) -m "not slow" tests/faults
