@@ -49,12 +49,8 @@ integration: images  ## integration tests against the real engine, emulator and 
 faults: images  ## whole-stack fault suite (tests/faults): prints scenario, expected, observed, recovery time
 	$(PYTEST) -m "not slow" tests/faults
 
-molecule: images  ## every Molecule scenario under molecule/
-	@set -e; for s in $(MOLECULE_SCENARIOS); do \
-	  echo "=== molecule test -s $$s"; start=$$(date +%s); \
-	  $(BIN)/molecule test -s $$s; \
-	  echo "=== molecule $$s: $$(( $$(date +%s) - start )) s"; \
-	done
+molecule: images  ## every Molecule scenario under molecule/ (MOLECULE_JOBS at a time, default 2)
+	tests/tools/molecule_all.sh $(MOLECULE_SCENARIOS)
 
 test: bootstrap images lint unit integration faults molecule  ## the whole suite (CI runs this)
 	@echo "make test: all stages passed"
