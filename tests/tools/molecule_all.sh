@@ -5,6 +5,9 @@
 #   tests/tools/molecule_all.sh host secrets ...
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+# what `make` exports, for a direct call
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="${ANSIBLE_CONFIG:-$PWD/ansible.cfg}"
+export ANSIBLE_COLLECTIONS_PATH="${ANSIBLE_COLLECTIONS_PATH:-$PWD/.cache/collections}"
 jobs=${MOLECULE_JOBS:-2}
 logs=.cache/molecule
 mkdir -p "$logs"
