@@ -111,39 +111,31 @@ class ReleaseHistory:
         moves to the newest end (what was deployed last is pruned last).
         """
         now = time.time() if now is None else now
-        existing = self.by_hash(spec_hash)
-        if existing is not None:
-            self.releases.remove(existing)
-            existing.pop("reason", None)
-            existing.update(
-                image=spec["image"],
-                image_id=spec["image_id"],
-                image_digest=image_digest or existing.get("image_digest"),
-                spec=spec,
-                strategy=strategy,
-                redeployed_at=iso(now),
-                finished_at=None,
-                result="pending",
-                who=caller_identity(),
-            )
-            self.releases.append(existing)
-            return existing
-        rel = {
-            "id": new_release_id(spec_hash, now),
+        attempt = {
             "image": spec["image"],
             "image_id": spec["image_id"],
             "image_digest": image_digest,
-            "spec_hash": spec_hash,
             "spec": spec,
             "strategy": strategy,
-            "created_at": iso(now),
             "finished_at": None,
             "result": "pending",
-            "known_good": False,
             "who": caller_identity(),
         }
-        while self.get(rel["id"]):  # two attempts of the same spec within one second
-            rel["id"] += "x"
+        rel = self.by_hash(spec_hash)
+        if rel is not None:
+            self.releases.remove(rel)
+            rel.pop("reason", None)
+            rel.update(attempt, image_digest=image_digest or rel.get("image_digest"), redeployed_at=iso(now))
+        else:
+            rel = dict(
+                attempt,
+                id=new_release_id(spec_hash, now),
+                spec_hash=spec_hash,
+                created_at=iso(now),
+                known_good=False,
+            )
+            while self.get(rel["id"]):  # another spec whose hash starts alike, in the same second
+                rel["id"] += "x"
         self.releases.append(rel)
         return rel
 
