@@ -17,8 +17,20 @@ options:
       - If not set, the URL of O(environment) is used
         (V(https://demo-api-capital.backend-capital.com/api/v1) for V(demo),
         V(https://api-capital.backend-capital.com/api/v1) for V(live)).
-      - Set it to reach the broker emulator, for example V(http://127.0.0.1:8080/api/v1).
+      - Set it to reach the broker emulator, for example V(http://127.0.0.1:8080/api/v1), and name the
+        emulator's host in O(emulator_hosts).
+      - A URL with user info (V(https://x@host)), surrounding white space or a scheme other than
+        C(http)/C(https) is refused before any connection.
     type: str
+  emulator_hosts:
+    description:
+      - Hosts that run a broker emulator and count as paper, as the inventory names them
+        (C(tradeops_broker_emulator_hosts)), for example V(127.0.0.1) or V(capital-emulator).
+      - Apart from these, only Capital.com's demo host is paper. Every other host of O(base_url) is
+        the LIVE broker, IP literals included (compared in lower case, without a trailing dot).
+    type: list
+    elements: str
+    default: []
   environment:
     description:
       - Which Capital.com environment the credentials belong to. Demo and live are different

@@ -10,6 +10,9 @@
   service and the field, checked against the schema in roles/stack/meta/argument_specs.yml
   plus the rules a schema cannot express (unique names, dependencies, ports, live mode).
 - ``stack_container_names``: the container names a service runs under.
+- ``broker_kind``, ``live_broker_mentions``, ``active_paper_block``, ``looks_secret``: the
+  collection's safety rules (plugins/module_utils/_rules.py, the one home the modules use
+  too), for the roles' YAML, which never restates a rule itself.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,16 +20,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import re
 
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules
 
 try:
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 except ImportError:  # pragma: no cover - ansible-core < 2.11
     ArgumentSpecValidator = None
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # Keys of a role argument spec that ArgumentSpecValidator does not know.
 _DOC_KEYS = ("description", "version_added", "short_description")
 
@@ -153,13 +156,75 @@ def _published_host_ports(svc):
     return ports
 
 
-def stack_problems(services, argument_specs=None, trading_mode="paper", live_approved=False, flags=None):
+def _leaves(value, path):
+    """Every string (or number) inside a service's fields, with its dotted path."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, "%s.%s" % (path, key))
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _leaves(item, "%s[%d]" % (path, index))
+    elif value is not None and not isinstance(value, bool):
+        yield path, value
+
+
+def _is_broker_url_key(key):
+    key = str(key).upper()
+    return "BROKER" in key and ("URL" in key or "HOST" in key)
+
+
+def _live_problems(label, svc, emulator_hosts):
+    """A paper stack's service must not name a live broker anywhere, and its broker URLs must be paper."""
+    problems = []
+    for path, value in _leaves({k: v for k, v in svc.items() if k != "name"}, "field '"):
+        field = path.replace("field '.", "field '", 1) + "'"
+        hosts = _rules.live_broker_mentions(value)
+        if hosts:
+            problems.append(
+                "%s: %s names the LIVE broker host %s in a paper stack (a paper stack talks only to %s or a broker "
+                "emulator in tradeops_broker_emulator_hosts)" % (label, field, ", ".join(hosts), _rules.DEMO_REST_HOST)
+            )
+    env = svc.get("env") if isinstance(svc.get("env"), dict) else {}
+    for key, value in env.items():
+        if _is_broker_url_key(key) and str(value or "").strip() and not _rules.live_broker_mentions(value):
+            try:
+                _rules.refuse_live_broker(str(value), emulator_hosts, option="field 'env.%s'" % key)
+            except _rules.RuleError as exc:
+                problems.append("%s: %s" % (label, exc))
+    return problems
+
+
+def stack_problems(
+    services,
+    argument_specs=None,
+    trading_mode="paper",
+    live_approved=False,
+    flags=None,
+    emulator_hosts=None,
+    broker_urls=None,
+    stack_name=None,
+):
     """Every problem of the stack description, as readable lines naming the service and the field.
 
     ``argument_specs`` is the parsed roles/stack/meta/argument_specs.yml (its ``description`` entry
-    point's ``tradeops_stack_services.options`` is the schema of one service).
+    point's ``tradeops_stack_services.options`` is the schema of one service). In a paper stack no
+    field of any service may name a live broker host, every ``*BROKER*URL``/``*BROKER*HOST`` env
+    value must be a paper broker (the demo host or one of ``emulator_hosts``), and so must every
+    entry of ``broker_urls`` (variable name -> URL, empty means not used).
     """
     problems = []
+    emulator_hosts = list(_plain(emulator_hosts) or [])
+    if stack_name is not None:
+        problem = _rules.name_problem("stack", stack_name)
+        if problem:
+            problems.append("tradeops_stack_name %r is invalid: %s" % (stack_name, problem))
+    if trading_mode == "paper":
+        for option, url in sorted((_plain(broker_urls) or {}).items()):
+            if url:
+                try:
+                    _rules.refuse_live_broker(url, emulator_hosts, option=option)
+                except _rules.RuleError as exc:
+                    problems.append(str(exc))
     services, argument_specs, flags = _plain(services), _plain(argument_specs), _plain(flags)
     if not isinstance(services, (list, tuple)) or isinstance(services, str):
         return ["tradeops_stack_services must be a list of services, got %s" % type(services).__name__]
@@ -193,10 +258,9 @@ def stack_problems(services, argument_specs=None, trading_mode="paper", live_app
                     problems.append("%s: %s" % (label, err.msg if hasattr(err, "msg") else err))
         name = svc.get("name")
         if isinstance(name, str):
-            if not NAME_RE.match(name):
-                problems.append(
-                    "%s: field 'name' must be 1-40 lower-case letters, digits or '_', starting with a letter" % label
-                )
+            problem = _rules.name_problem("service", name)
+            if problem:
+                problems.append("%s: field 'name' is invalid: %s" % (label, problem))
             if name in names:
                 problems.append("%s: declared twice (field 'name' must be unique)" % label)
             names.append(name)
@@ -224,7 +288,7 @@ def stack_problems(services, argument_specs=None, trading_mode="paper", live_app
         env = svc.get("env") or {}
         if isinstance(env, dict):
             for key in env:
-                if re.search(r"(?i)(password|secret|token|api_key)", str(key)) and not str(key).endswith("_FILE"):
+                if _rules.looks_secret(key):
                     problems.append(
                         "%s: field 'env.%s' looks like a secret; deliver it through 'secrets' (a file under "
                         "/run/secrets), never the environment" % (label, key)
@@ -234,13 +298,8 @@ def stack_problems(services, argument_specs=None, trading_mode="paper", live_app
                 problems.append(
                     "%s: field 'env.TRADING_MODE' is %r but tradeops_trading_mode is %r" % (label, mode, trading_mode)
                 )
-            url = str(env.get("BROKER_BASE_URL", ""))
-            if (
-                trading_mode == "paper"
-                and re.search(r"(^|[/.])api-capital\.backend-capital\.com", url)
-                and "demo-" not in url
-            ):
-                problems.append("%s: field 'env.BROKER_BASE_URL' is the LIVE broker host in a paper stack" % label)
+        if trading_mode == "paper":
+            problems.extend(_live_problems(label, svc, emulator_hosts))
     # dependencies and cycles (names known only when every service has one)
     if all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in services) and len(set(names)) == len(names):
         try:
@@ -287,10 +346,56 @@ def stack_container_names(service, stack):
     return [base]
 
 
+def broker_kind(value, emulator_hosts=None):
+    """``paper``, ``live`` or ``invalid`` for a broker URL or bare host; never echoes the value (it may be a secret).
+
+    A bare host (``demo-api-capital.backend-capital.com``) is read as ``https://<host>``.
+    """
+    text = "" if value is None else str(value)
+    if text and "://" not in text:
+        text = "https://" + text
+    if _rules.live_broker_mentions(value):
+        return "live"
+    try:
+        return _rules.broker_url_kind(text, list(_plain(emulator_hosts) or []), "broker URL")
+    except _rules.RuleError:
+        return "invalid"
+
+
+def live_broker_mentions(value):
+    """The live broker hosts a value names (see plugins/module_utils/_rules.py)."""
+    return _rules.live_broker_mentions(value)
+
+
+def active_paper_block(content, path="blocks/active.json"):
+    """The active block from the text of ``active.json`` (None or '' when the file is absent), else {}.
+
+    A file that is not a well-formed block record is an error naming the file, never "no block".
+    """
+    if content is None or content == "":
+        return {}
+    try:
+        record = json.loads(content) if isinstance(content, str) else _plain(content)
+    except ValueError as exc:
+        raise AnsibleFilterError("%s is not valid JSON (%s); inspect it before removing it" % (path, exc))
+    try:
+        return _rules.active_block(record, path) or {}
+    except _rules.RuleError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def looks_secret(name):
+    return _rules.looks_secret(name)
+
+
 class FilterModule(object):
     def filters(self):
         return {
             "dependency_order": dependency_order,
             "stack_problems": stack_problems,
             "stack_container_names": stack_container_names,
+            "broker_kind": broker_kind,
+            "live_broker_mentions": live_broker_mentions,
+            "active_paper_block": active_paper_block,
+            "looks_secret": looks_secret,
         }

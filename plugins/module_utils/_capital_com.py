@@ -5,7 +5,7 @@
 
 - ``CAPITAL_COM_ARG_SPEC`` + doc fragment ``tradeops.stack.capital_com``: how to reach
   the broker and log in (secrets ``no_log`` with environment fallbacks for AWX);
-- ``live_guard(params, allow_live)``: refuses the live host unless explicitly allowed;
+- ``live_guard(params, allow_live)``: refuses a live broker URL (``_rules``) unless explicitly allowed;
 - ``CapitalComClient``: one ``requests.Session``; connect and read timeouts on every
   call; bounded jittered retries for idempotent calls on timeouts, connection errors,
   429 and 5xx (never for anything that places an order); one re-login on 401 for
@@ -31,6 +31,8 @@ from contextlib import suppress
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules
+
 try:
     import requests
     from requests import exceptions as rexc
@@ -54,11 +56,11 @@ except ImportError as exc:  # pragma: no cover - depends on the host
 LIVE_URL = "https://api-capital.backend-capital.com/api/v1"
 DEMO_URL = "https://demo-api-capital.backend-capital.com/api/v1"
 BASE_URLS = {"live": LIVE_URL, "demo": DEMO_URL}
-LIVE_HOST = "api-capital.backend-capital.com"
 
 # Paired with plugins/doc_fragments/capital_com.py.
 CAPITAL_COM_ARG_SPEC = dict(
     base_url=dict(type="str"),
+    emulator_hosts=dict(type="list", elements="str", default=[]),
     environment=dict(type="str", default="demo", choices=["demo", "live"]),
     api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["CAPITAL_COM_API_KEY"])),
     identifier=dict(type="str", no_log=True, fallback=(env_fallback, ["CAPITAL_COM_IDENTIFIER"])),
@@ -137,25 +139,25 @@ class CapitalComError(Exception):
 
 
 def live_guard(params, allow_live):
-    """The base URL to use, or CapitalComError when the live host is requested without ``allow_live``."""
+    """The base URL to use and whether it is live; CapitalComError before any connection otherwise.
+
+    The decision is the collection's one broker rule (``_rules.broker_url_kind``): an
+    allow-list of the demo host and the emulator hosts the inventory names.
+    """
     environment = params.get("environment") or "demo"
-    base_url = (params.get("base_url") or BASE_URLS[environment]).rstrip("/")
-    live = environment == "live" or is_live_url(base_url)
-    if live and not allow_live:
+    base_url = params.get("base_url") or BASE_URLS[environment]
+    try:
+        live = _rules.broker_url_kind(base_url, params.get("emulator_hosts"), "base_url") == "live"
+    except _rules.RuleError as exc:
+        raise CapitalComError(str(exc), "config")
+    if (live or environment == "live") and not allow_live:
         raise CapitalComError(
-            "refusing to talk to the LIVE Capital.com host (%s, environment=%s): this collection runs paper "
-            "trading on the demo host. Use environment: demo, or set allow_live: true if real money is intended."
-            % (base_url, environment),
+            "refusing to talk to the LIVE Capital.com broker (base_url %s, environment=%s): this collection runs "
+            "paper trading on the demo host (%s) or on a broker emulator named in emulator_hosts. Use environment: "
+            "demo, or set allow_live: true if real money is intended." % (base_url, environment, DEMO_URL),
             "config",
         )
-    if environment == "demo" and not params.get("base_url"):
-        base_url = DEMO_URL
-    return base_url, live
-
-
-def is_live_url(url):
-    host = re.sub(r"^[a-z]+://", "", (url or "").lower()).split("/")[0].split(":")[0]
-    return host == LIVE_HOST or (host.endswith(".backend-capital.com") and not host.startswith("demo-"))
+    return base_url.rstrip("/"), live or environment == "live"
 
 
 def describe_error_code(code):

@@ -20,7 +20,6 @@ __metaclass__ = type
 import hashlib
 import json
 import os
-import re
 import time
 
 try:
@@ -42,6 +41,7 @@ from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     LABEL_COLOUR,
     LABEL_RELEASE,
@@ -85,23 +85,14 @@ def get_client(params):
 
 
 # -- durations and sizes --------------------------------------------------------------
-_DUR_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|s|m|h)")
-_DUR_NS = {"ns": 1, "us": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
-def duration_ns(value):
-    """'5s', '1m30s', '500ms', 5 (seconds) -> nanoseconds."""
+def duration_ns(value, option="duration"):
+    """'5s', '1m30s', '500ms', 5 (seconds) -> nanoseconds (Docker's health check unit)."""
     if value is None:
         return None
-    if isinstance(value, (int, float)):
-        return int(value * 10**9)
-    text = str(value).strip()
-    if re.match(r"^\d+(\.\d+)?$", text):
-        return int(float(text) * 10**9)
-    parts = _DUR_RE.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError("invalid duration %r: expected e.g. 5s, 500ms, 1m30s" % (value,))
-    return int(sum(float(n) * _DUR_NS[u] for n, u in parts))
+    try:
+        return round(_rules.parse_duration(value, option) * 10**9)
+    except _rules.RuleError as exc:
+        raise ValueError(str(exc))
 
 
 def health_budget(healthcheck):
@@ -185,10 +176,10 @@ def desired_spec(params, image_id, secret_fps):
             test = ["CMD-SHELL", test]
         healthcheck = {
             "Test": list(test),
-            "Interval": duration_ns(hc.get("interval") or "30s"),
-            "Timeout": duration_ns(hc.get("timeout") or "30s"),
+            "Interval": duration_ns(hc.get("interval") or "30s", "healthcheck.interval"),
+            "Timeout": duration_ns(hc.get("timeout") or "30s", "healthcheck.timeout"),
             "Retries": int(hc.get("retries") or 3),
-            "StartPeriod": duration_ns(hc.get("start_period") or 0),
+            "StartPeriod": duration_ns(hc.get("start_period") or 0, "healthcheck.start_period"),
         }
     res = params["resources"]
     ports = {}

@@ -18,17 +18,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import re
 import time
 
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     atomic_write_json,
     caller_identity,
     iso,
     read_json,
 )
-
-SERVICE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
 
 def new_release_id(spec_hash, now=None):
@@ -38,11 +36,9 @@ def new_release_id(spec_hash, now=None):
 
 class ReleaseHistory:
     def __init__(self, state, service):
-        if not SERVICE_RE.match(service or ""):
-            raise ValueError(
-                "service name %r is invalid: expected lower-case letters, digits, '-' or '_', starting with a letter"
-                % (service,)
-            )
+        problem = _rules.name_problem("service", service)
+        if problem:
+            raise ValueError("service name %r is invalid: %s" % (service, problem))
         self.state = state
         self.service = service
         self.file = state.sub("releases", "%s.json" % service)

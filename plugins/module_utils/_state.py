@@ -32,14 +32,14 @@ import fcntl
 import getpass
 import json
 import os
-import re
 import socket
 import tempfile
 import time
 from contextlib import contextmanager, suppress
 
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules
+
 DEFAULT_STATE_ROOT = "/var/lib/tradeops"
-STACK_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 SUBDIRS = ("releases", "manifests", "blocks", "reports", "metrics")
 
 # Options shared by every module that keeps host state; documented by the
@@ -56,6 +56,9 @@ LABEL_SERVICE = "tradeops.service"
 LABEL_COLOUR = "tradeops.colour"  # blue | green for blue_green, "main" otherwise
 LABEL_RELEASE = "tradeops.release"  # release id of the service (see rollout)
 LABEL_SPEC_HASH = "tradeops.spec-hash"  # hash of the desired container spec
+
+
+_MISSING = object()  # read_json's default when a file is absent (a file can hold JSON null)
 
 
 class StateError(Exception):
@@ -147,11 +150,9 @@ class StackState:
     """The state directory of one stack on this host."""
 
     def __init__(self, stack, root=DEFAULT_STATE_ROOT):
-        if not isinstance(stack, str) or not STACK_NAME_RE.match(stack):
-            raise StateError(
-                "stack name %r is invalid: expected 1-40 characters, lower-case letters, digits, '-' or '_', "
-                "starting with a letter" % (stack,)
-            )
+        problem = _rules.name_problem("stack", stack)
+        if problem:
+            raise StateError("stack name %r is invalid: %s" % (stack, problem))
         self.stack = stack
         self.root = root
         self.path = os.path.join(root, stack)
@@ -215,7 +216,13 @@ class StackState:
 
     # -- paper blocks (written by paper_block, read by rollout for the freeze) -----
     def active_block(self):
-        return read_json(self.sub("blocks", "active.json"))
+        """The active paper block, or None. A malformed blocks/active.json is a StateError, never "no block"."""
+        path = self.sub("blocks", "active.json")
+        record = read_json(path, default=_MISSING)
+        try:
+            return _rules.active_block(None if record is _MISSING else record, path, present=record is not _MISSING)
+        except _rules.RuleError as exc:
+            raise StateError(str(exc))
 
     # -- Prometheus textfiles --------------------------------------------------------
     def write_metrics(self, name, lines):

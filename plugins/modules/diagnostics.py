@@ -135,6 +135,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules
 from ansible_collections.tradeops.stack.plugins.module_utils._docker import (
     DOCKER_ARG_SPEC,
     DockerError,
@@ -147,19 +148,18 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     StateError,
 )
 
-SECRET_ENV_NAME = re.compile(r"(PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH)", re.I)
 TOKEN_PATTERNS = [
     re.compile(r"(?i)((?:CST|X-SECURITY-TOKEN|X-CAP-API-KEY|Authorization)[\"']?\s*[:=]\s*[\"']?)([^\s\"',}]+)"),
 ]
-DURATION = re.compile(r"^(\d+)([smhd])$")
 STATE_FILES = ("audit.log", "lock.json", "blocks/active.json")
 
 
 def parse_since(value, now):
     """Epoch seconds for a duration back from ``now`` or an ISO 8601 UTC time."""
-    match = DURATION.match(value.strip())
-    if match:
-        return now - int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    try:
+        return now - _rules.parse_duration(value, "since")
+    except _rules.RuleError:
+        pass
     try:
         return calendar.timegm(time.strptime(value.strip().rstrip("Z"), "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
@@ -192,7 +192,7 @@ class Redactor:
         masked = []
         for item in env:
             key, _sep, value = item.partition("=")
-            if SECRET_ENV_NAME.search(key) and value:
+            if _rules.may_hold_secret(key) and value:
                 masked.append("%s=<redacted:env>" % key)
                 self.count += 1
             else:

@@ -90,8 +90,17 @@ options:
     default: paper
   broker_urls:
     description:
-      - Broker base URLs the stack's services are configured with (from the inventory). A live Capital.com host among
-        them refuses the start. Container environments are checked as well.
+      - Broker base URLs the stack's services are configured with (from the inventory). Each must be Capital.com's
+        demo host or a host in O(broker_emulator_hosts); any other host (IP literals included) counts as the live
+        broker and refuses the start, as does a URL with user info, white space or a scheme other than http(s).
+      - Container environments are checked as well, a value naming a live Capital.com host refuses the start.
+    type: list
+    elements: str
+    default: []
+  broker_emulator_hosts:
+    description:
+      - Hosts that run a broker emulator and count as paper in O(broker_urls), as the inventory names them
+        (C(tradeops_broker_emulator_hosts)).
     type: list
     elements: str
     default: []
@@ -143,6 +152,13 @@ options:
       - Rewrite the textfile C(metrics/paper_block.prom) (not in check mode).
     type: bool
     default: true
+  lock_wait:
+    description:
+      - Opening and closing a block happen only while the stack's deploy lock (see M(tradeops.stack.deploy_lock)) is
+        free, and keep it free meanwhile, so a block never starts in the middle of a deploy, a flag flip or a restore.
+      - Seconds to wait for a deploy lock held by someone else before refusing, naming the holder.
+    type: int
+    default: 0
 requirements:
   - docker (Python SDK) >= 5.0
 notes:
@@ -280,10 +296,12 @@ metrics_file:
 import math
 import os
 import re
+import time
+from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import is_live_url
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules
 from ansible_collections.tradeops.stack.plugins.module_utils._docker import (
     DOCKER_ARG_SPEC,
     DockerError,
@@ -299,6 +317,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._report import rend
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     LABEL_STACK,
     STATE_ARG_SPEC,
+    DeployLock,
     StackState,
     StateError,
     atomic_write_json,
@@ -310,8 +329,6 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     utcnow,
 )
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 MAX_SECONDS = 30 * 86400
 MANIFEST_IDENTITY = ("service", "colour", "image_id", "spec_hash", "release")
 METRIC_HELP = {
@@ -330,35 +347,20 @@ class BlockError(Exception):
 
 
 def parse_duration(option, value):
-    """Seconds from '72h', '3d', '1h30m', '20s' or '259200'; BlockError naming the option otherwise."""
-    text = str(value).strip().lower() if value is not None else ""
-    seconds = None
-    if re.match(r"^\d+(\.\d+)?$", text):
-        seconds = float(text)
-    else:
-        match = DURATION_RE.match(text)
-        if text and match:
-            d, h, m, s = (int(g or 0) for g in match.groups())
-            seconds = float(d * 86400 + h * 3600 + m * 60 + s)
-    if seconds is None:
-        raise BlockError(
-            "%s %r is not a duration: expected seconds (259200) or units d/h/m/s such as 72h, 3d, 1h30m, 20s"
-            % (option, value)
-        )
-    if not 1 <= seconds <= MAX_SECONDS:
-        raise BlockError("%s %r is out of range: expected between 1s and 30d" % (option, value))
-    return seconds
+    """Seconds from '72h', '3d', '1h30m', '20s' or '259200' (1 s to 30 days); BlockError naming the option."""
+    try:
+        return _rules.parse_duration(value, option, minimum=1, maximum=MAX_SECONDS)
+    except _rules.RuleError as exc:
+        raise BlockError(str(exc))
 
 
 def validate_id(block_id):
     if block_id is None:
         return None
-    if not ID_RE.match(block_id) or block_id == "active":
-        raise BlockError(
-            "id %r is invalid: expected 1-64 characters, letters, digits, '.', '_' or '-', starting with a letter "
-            "or digit, and not the reserved word 'active'" % (block_id,)
-        )
-    return block_id
+    try:
+        return _rules.check_name("block", block_id, option="id")
+    except _rules.RuleError as exc:
+        raise BlockError(str(exc))
 
 
 def fmt(value):
@@ -415,6 +417,41 @@ class PaperBlock:
             self._prom = client_from_params(self.raw)
         return self._prom
 
+    @contextmanager
+    def deploy_lock(self):
+        """Open or close a block only while no one holds the deploy lock, and keep it free meanwhile.
+
+        Holds the lock's own mutex (the one every acquire of the deploy lock takes) across the
+        decision and the write: a deploy, flag flip or restore either holds the lock already,
+        and the block is refused naming it, or takes the lock afterwards and then sees the
+        freeze, which it decides under the lock. Nothing is written to lock.json.
+        """
+        if self.check or not self.state.exists():
+            # no state directory: no lock was ever taken here; a refusal must not create one
+            yield
+            return
+        lock = DeployLock(self.state)
+        deadline = time.monotonic() + max(0, self.raw["lock_wait"])
+        while True:
+            with self.state.mutex("lock"):
+                holder = lock.status()
+                if not holder.get("held"):
+                    yield
+                    return
+            if time.monotonic() >= deadline:
+                raise BlockError(
+                    "the deploy lock of stack %s is held by %r since %s (reason: %s%s): a paper block opens and closes "
+                    "only while no deploy, flag flip or restore runs; wait for it (lock_wait) or retry"
+                    % (
+                        self.raw["stack"],
+                        holder.get("holder"),
+                        iso(holder.get("acquired_at")),
+                        holder.get("reason"),
+                        "; the lock is STALE: %s" % holder["stale_reason"] if holder.get("stale") else "",
+                    )
+                )
+            time.sleep(0.5)
+
     def block_path(self, block_id):
         return self.state.sub("blocks", "%s.json" % block_id)
 
@@ -436,11 +473,10 @@ class PaperBlock:
                 % self.p.trading_mode
             )
         for url in self.raw["broker_urls"]:
-            if is_live_url(url):
-                raise BlockError(
-                    "broker_urls contains the LIVE Capital.com host (%s): a paper block runs against the demo host "
-                    "(demo-api-capital.backend-capital.com); fix the service configuration" % url
-                )
+            try:
+                _rules.refuse_live_broker(url, self.raw["broker_emulator_hosts"], option="broker_urls")
+            except _rules.RuleError as exc:
+                raise BlockError("%s; a paper block runs against the demo host only" % exc)
         containers = self.docker.containers.list(
             all=True, filters={"label": "%s=%s" % (LABEL_STACK, self.raw["stack"])}
         )
@@ -452,13 +488,12 @@ class PaperBlock:
                         "container %s runs with TRADING_MODE=%s: a paper block needs every service in paper mode"
                         % (container.name, value)
                     )
-                if "://" in value or "backend-capital.com" in value:
-                    for part in re.split(r"[\s,;]+", value):
-                        if part and is_live_url(part):
-                            raise BlockError(
-                                "container %s has %s pointing at the LIVE Capital.com host: a paper block runs "
-                                "against the demo host (demo-api-capital.backend-capital.com)" % (container.name, key)
-                            )
+                live = _rules.live_broker_mentions(value)
+                if live:
+                    raise BlockError(
+                        "container %s has %s naming the LIVE broker host %s: a paper block runs against the demo "
+                        "host (%s)" % (container.name, key, ", ".join(live), _rules.DEMO_REST_HOST)
+                    )
 
     def started(self):
         p = self.p
@@ -1033,6 +1068,7 @@ def main():
         duration=dict(type="str", default="72h"),
         trading_mode=dict(type="str", default="paper"),
         broker_urls=dict(type="list", elements="str", default=[]),
+        broker_emulator_hosts=dict(type="list", elements="str", default=[]),
         zai_window=dict(type="str", default="24h"),
         fail_on_zai=dict(type="bool", default=False),
         ticks_metric=dict(type="str", default="tradeops_ticks_total"),
@@ -1042,6 +1078,7 @@ def main():
         broker_health_textfile=dict(type="path"),
         scrape_interval=dict(type="float", default=15),
         write_metrics=dict(type="bool", default=True),
+        lock_wait=dict(type="int", default=0),
     )
     argument_spec.update(STATE_ARG_SPEC)
     argument_spec.update(DOCKER_ARG_SPEC)
@@ -1050,12 +1087,11 @@ def main():
     try:
         params = BlockParams(module.params)
         manager = PaperBlock(module, params)
-        if params.state == "started":
-            result = manager.started()
-        elif params.state == "status":
+        if params.state == "status":
             result = manager.status()
         else:
-            result = manager.close(params.state)
+            with manager.deploy_lock():
+                result = manager.started() if params.state == "started" else manager.close(params.state)
     except (BlockError, StateError, DockerError, PrometheusError) as exc:
         module.fail_json(msg=str(exc))
     if not module._diff:

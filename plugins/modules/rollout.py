@@ -1086,7 +1086,9 @@ class Rollout:
             return result
         self.acquire_lock()
         try:
-            # whoever held the lock before us may have changed the service: decide again under the lock
+            # whoever held the lock before us may have changed the service or opened a paper block
+            # (paper_block opens one only under this lock): decide both again under the lock
+            block = self.check_freeze()
             self.history.load()
             action = evaluate()
             if action is None:
@@ -1191,6 +1193,7 @@ class Rollout:
             self.check_freeze()
             self.acquire_lock()
             try:
+                self.check_freeze()  # again under the lock, where a block cannot open meanwhile
                 for c in found:
                     self.stop(c, keep=False)
                 with self.state.mutex("releases"):

@@ -41,6 +41,7 @@ TASK = "capital_com_health benchmark"
 def run_check(emu, **args):
     task_args = {
         "base_url": emu.base_url,
+        "emulator_hosts": ["127.0.0.1"],
         "api_key": "emulator-api-key",
         "identifier": "trader@example.com",
         "password": "emulator-password",

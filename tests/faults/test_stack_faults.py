@@ -115,6 +115,7 @@ def broker_healthy(stack) -> bool:
         "tradeops.stack.capital_com_health",
         {
             "base_url": stack.broker_url + "/api/v1",
+            "emulator_hosts": ["127.0.0.1"],
             "api_key": creds["capital_com_api_key"],
             "identifier": creds["capital_com_identifier"],
             "password": creds["capital_com_password"],

@@ -49,7 +49,8 @@ def emu(emulator):
 
 def health(emu, check=False, env=None, verbosity=0, creds=True, **args):
     """Run the module once; returns (result dict, PlaybookRun)."""
-    task_args = {"base_url": emu.base_url if emu else None, "timeout": 2}
+    # the emulator listens on 127.0.0.1, which is live unless named as an emulator host
+    task_args = {"base_url": emu.base_url if emu else None, "timeout": 2, "emulator_hosts": ["127.0.0.1"]}
     if creds:
         task_args.update(CREDS)
     task_args.update(args)
@@ -317,14 +318,24 @@ def test_broker_unreachable(emu):
 
 
 @pytest.mark.parametrize(
-    "args",
-    [{"environment": "live"}, {"base_url": "https://api-capital.backend-capital.com/api/v1"}],
-    ids=["environment-live", "live-url"],
+    "args, message",
+    [
+        ({"environment": "live"}, "refusing to talk to the LIVE Capital.com broker"),
+        ({"base_url": "https://api-capital.backend-capital.com/api/v1"}, "refusing to talk to the LIVE"),
+        ({"base_url": "https://api-capital.backend-capital.com./api/v1"}, "refusing to talk to the LIVE"),
+        ({"base_url": "https://API-CAPITAL.backend-capital.com/api/v1"}, "refusing to talk to the LIVE"),
+        ({"base_url": "https://demo-x@api-capital.backend-capital.com/api/v1"}, "base_url must not carry user info"),
+        ({"base_url": " https://api-capital.backend-capital.com/api/v1"}, "base_url must not contain white space"),
+        # the emulator's own address is live unless the inventory names it as an emulator
+        ({"emulator_hosts": []}, "refusing to talk to the LIVE"),
+    ],
+    ids=["environment-live", "live-url", "trailing-dot", "upper-case", "userinfo", "leading-space", "unnamed-ip"],
 )
-def test_live_guard(emu, args):
+def test_live_guard(emu, args, message):
     result, _ = health(emu, **args)
     assert result["failed"] is True
-    assert result["msg"].startswith("refusing to talk to the LIVE Capital.com host")
+    assert result["msg"].startswith(message), result["msg"]
+    # refused before any connection: the emulator saw nothing
     assert emu.state()["counters"]["requests"] == {}
 
 

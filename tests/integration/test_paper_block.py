@@ -306,11 +306,29 @@ def test_refusals_are_clear_and_write_nothing(stack):
         "live mode": (dict(base, stack=s.stack, id="b1", trading_mode="live"), "trading_mode is 'live'"),
         "live url option": (
             dict(base, stack=s.stack, id="b1", broker_urls=["https://api-capital.backend-capital.com/api/v1"]),
-            "broker_urls contains the LIVE Capital.com host",
+            "broker_urls 'https://api-capital.backend-capital.com/api/v1' is not a paper broker host",
         ),
+        "live url, trailing dot": (
+            dict(base, stack=s.stack, id="b1", broker_urls=["https://api-capital.backend-capital.com./api/v1"]),
+            "is not a paper broker host",
+        ),
+        "live url behind user info": (
+            dict(base, stack=s.stack, id="b1", broker_urls=["https://demo-x@api-capital.backend-capital.com/api/v1"]),
+            "broker_urls must not carry user info",
+        ),
+        "live url, leading space": (
+            dict(base, stack=s.stack, id="b1", broker_urls=[" https://api-capital.backend-capital.com/api/v1"]),
+            "broker_urls must not contain white space",
+        ),
+        "emulator address not named": (
+            dict(base, stack=s.stack, id="b1", broker_urls=["http://127.0.0.1:18081/api/v1"]),
+            "is not a paper broker host",
+        ),
+        "block id with a newline": (dict(base, stack=s.stack, id="nl\n"), "id 'nl\\n' is invalid"),
+        "stack name with a newline": (dict(base, stack="cdb\n", id="b1"), "stack name 'cdb\\n' is invalid"),
         "live url in a container": (
             dict(base, stack=s.stack + "live", id="b1"),
-            f"container {live.name} has BROKER_BASE_URL pointing at the LIVE Capital.com host",
+            f"container {live.name} has BROKER_BASE_URL naming the LIVE broker host api-capital.backend-capital.com",
         ),
         "live mode in a container": (
             dict(base, stack=s.stack + "mode", id="b1"),

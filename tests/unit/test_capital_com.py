@@ -23,7 +23,6 @@ from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import
     classify_response,
     describe_error_code,
     encrypt_password,
-    is_live_url,
     live_guard,
 )
 from ansible_collections.tradeops.stack.plugins.modules.capital_com_health import (
@@ -142,8 +141,26 @@ def test_live_guard():
         "https://api-capital.backend-capital.com/api/v1",
         True,
     )
-    assert not is_live_url("http://127.0.0.1:8080/api/v1")
-    assert not is_live_url("https://demo-api-capital.backend-capital.com/api/v1")
+    emulator = {"environment": "demo", "base_url": "http://127.0.0.1:8080/api/v1/", "emulator_hosts": ["127.0.0.1"]}
+    assert live_guard(emulator, False) == ("http://127.0.0.1:8080/api/v1", False)
+    # an address not named as an emulator is the live broker, refused before any connection
+    with pytest.raises(CapitalComError, match="refusing to talk to the LIVE"):
+        live_guard(dict(emulator, emulator_hosts=[]), False)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api-capital.backend-capital.com./api/v1",
+        "https://demo-x@api-capital.backend-capital.com/api/v1",
+        " https://api-capital.backend-capital.com/api/v1",
+        "https://API-CAPITAL.backend-capital.com/api/v1",
+    ],
+)
+def test_live_guard_refuses_the_edge_forms_of_the_live_host(base_url):
+    with pytest.raises(CapitalComError) as err:
+        live_guard({"environment": "demo", "base_url": base_url}, False)
+    assert err.value.kind == "config" and "base_url" in str(err.value)
 
 
 # -- rate limiter (logic, fake clock) ------------------------------------------------------------

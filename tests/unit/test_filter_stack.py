@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tradeops.stack.plugins.filter.stack import (
+    active_paper_block,
+    broker_kind,
     dependency_order,
     stack_container_names,
     stack_problems,
@@ -122,10 +125,11 @@ def test_valid_description_has_no_problems():
         (svc("w", published_ports=["8080:80"]), "service 'w': field 'published_ports' fixes a host port"),
         (svc("db", stateful=True), "service 'db': a stateful service must use strategy exclusive"),
         (svc("w", env={"DB_PASSWORD": "x"}), "service 'w': field 'env.DB_PASSWORD' looks like a secret"),
-        (svc("Bad-Name"), "service 'Bad-Name': field 'name' must be"),
+        (svc("Bad-Name"), "service 'Bad-Name': field 'name' is invalid: expected 1-40 lower-case"),
+        (svc("nl\n"), "service 'nl\\n': field 'name' is invalid"),
         (
             svc("w", env={"BROKER_BASE_URL": "https://api-capital.backend-capital.com/api/v1"}),
-            "service 'w': field 'env.BROKER_BASE_URL' is the LIVE broker host",
+            "service 'w': field 'env.BROKER_BASE_URL' names the LIVE broker host api-capital.backend-capital.com",
         ),
     ],
 )
@@ -172,8 +176,16 @@ def test_local_inventory_description_is_valid():
         raw.replace('"{{ tradeops_proxy_port }}"', "18080")
         .replace('"{{ tradeops_broker_port }}:8080"', '"18081:8080"')
         .replace('"{{ tradeops_broker_emulator }}"', "true")
+        .replace(
+            "\"{{ 'http://capital-emulator:8080/api/v1' if tradeops_broker_emulator else '' }}\"",
+            "http://capital-emulator:8080/api/v1",
+        )
     )["tradeops_stack_services"]
-    assert stack_problems(services, SPECS, flags=data["tradeops_feature_flags"]) == []
+    emulators = data["tradeops_broker_emulator_hosts"]
+    assert stack_problems(services, SPECS, flags=data["tradeops_feature_flags"], emulator_hosts=emulators) == []
+    # the same description without the emulator named: its broker URL is the live broker
+    problems = stack_problems(services, SPECS, flags=data["tradeops_feature_flags"])
+    assert any("env.BROKER_BASE_URL' 'http://capital-emulator:8080/api/v1' is not a paper" in p for p in problems)
     assert names(dependency_order(services))[:3] == ["postgres", "redis", "capital_emulator"]
 
 
@@ -184,3 +196,85 @@ def test_stack_role_defaults_and_argument_specs_are_in_sync():
     assert sorted(k for k in options if not k.startswith("tradeops_") and k not in defaults) == []
     for entry, spec in SPECS["argument_specs"].items():
         assert spec.get("short_description"), entry
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BROKER_BASE_URL": "https://API-CAPITAL.BACKEND-CAPITAL.COM/api/v1"},
+        {"BROKER_BASE_URL": "https://demo-x@api-capital.backend-capital.com/api/v1"},
+        {"BROKER_BASE_URL": "https://api-capital.backend-capital.com/api/v1?demo-"},
+        {"BROKER_BASE_URL": "https://api-capital.backend-capital.com./api/v1"},
+        {"MARKET_FEED": "https://api-capital.backend-capital.com/api/v1"},  # any other variable
+        {"UPSTREAMS": "https://demo-api-capital.backend-capital.com,https://api-capital.backend-capital.com"},
+    ],
+)
+def test_a_live_broker_url_anywhere_in_env_is_refused_in_a_paper_stack(env):
+    problems = stack_problems([svc("w", env=env)], SPECS)
+    assert any("names the LIVE broker host api-capital.backend-capital.com" in p for p in problems), problems
+    assert stack_problems([svc("w", env=env)], SPECS, trading_mode="live", live_approved=True) == []
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"command": ["bot", "--broker", "https://api-capital.backend-capital.com/api/v1"]},
+        {"healthcheck": {"test": ["CMD", "curl", "https://api-capital.backend-capital.com/api/v1/ping"]}},
+    ],
+)
+def test_a_live_broker_host_in_any_field_is_refused(field):
+    problems = stack_problems([svc("w", **field)], SPECS)
+    assert any("names the LIVE broker host" in p for p in problems), problems
+
+
+def test_broker_url_variables_must_be_paper_and_well_formed():
+    good = svc("w", env={"BROKER_BASE_URL": "https://demo-api-capital.backend-capital.com/api/v1"})
+    assert stack_problems([good], SPECS) == []
+    for url, fragment in [
+        ("http://10.1.2.3/api/v1", "is not a paper broker host"),
+        (" https://demo-api-capital.backend-capital.com/api/v1", "white space"),
+        ("https://x@demo-api-capital.backend-capital.com/api/v1", "user info"),
+    ]:
+        problems = stack_problems([svc("w", env={"BROKER_BASE_URL": url})], SPECS)
+        assert any(fragment in p and "env.BROKER_BASE_URL" in p for p in problems), (url, problems)
+    named = stack_problems(
+        [svc("w", env={"BROKER_BASE_URL": "http://10.1.2.3/api/v1"})], SPECS, emulator_hosts=["10.1.2.3"]
+    )
+    assert named == []
+
+
+def test_stack_level_broker_urls_and_stack_name_are_checked():
+    problems = stack_problems(
+        [svc("w")],
+        SPECS,
+        broker_urls={"stack_broker_base_url": "https://api-capital.backend-capital.com/api/v1", "unused": ""},
+        stack_name="cdb\n",
+    )
+    assert any(p.startswith("stack_broker_base_url 'https://api-capital") for p in problems), problems
+    assert any(p.startswith("tradeops_stack_name 'cdb\\n' is invalid") for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "value, kind",
+    [
+        ("https://demo-api-capital.backend-capital.com/api/v1", "paper"),
+        ("demo-api-capital.backend-capital.com", "paper"),
+        ("https://api-capital.backend-capital.com/api/v1", "live"),
+        ("api-capital.backend-capital.com.", "live"),
+        ("https://demo-x@api-capital.backend-capital.com/api/v1", "live"),
+        ("https://x@demo-api-capital.backend-capital.com/api/v1", "invalid"),
+        ("", "invalid"),
+    ],
+)
+def test_broker_kind_for_the_secrets_role(value, kind):
+    assert broker_kind(value) == kind
+
+
+def test_active_paper_block_from_file_text():
+    record = {"id": "b1", "status": "active", "started_at": 1.0}
+    assert active_paper_block("") == {}
+    assert active_paper_block(json.dumps(record))["id"] == "b1"
+    assert active_paper_block(json.dumps(dict(record, status="completed"))) == {}
+    for text in ("{}", "null", "[1]", "{half"):
+        with pytest.raises(AnsibleFilterError, match="active.json"):
+            active_paper_block(text, "/var/lib/tradeops/cdb/blocks/active.json")

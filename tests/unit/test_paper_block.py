@@ -249,7 +249,7 @@ def files(root):
         ({"state": "started", "id": "b1"}, "reason is required to start a block"),
         ({"state": "started", "id": "b1", "reason": "  "}, "reason is required to start a block"),
         ({"state": "aborted"}, "reason is required to abort a block"),
-        ({"state": "started", "id": "active", "reason": "r"}, "reserved word 'active'"),
+        ({"state": "started", "id": "active", "reason": "r"}, "'active' is a reserved word"),
         ({"state": "started", "id": "b1", "reason": "r", "duration": "0s"}, "duration '0s' is out of range"),
         ({"state": "started", "id": "b1", "reason": "r", "duration": "90d"}, "duration '90d' is out of range"),
         ({"state": "status", "zai_window": "soon"}, "zai_window 'soon' is not a duration"),

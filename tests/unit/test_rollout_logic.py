@@ -91,8 +91,8 @@ def test_durations_and_health_budget():
     assert D.duration_ns("1m30s") == 90 * 10**9
     assert D.duration_ns("250ms") == 250 * 10**6
     assert D.duration_ns(3) == 3 * 10**9
-    with pytest.raises(ValueError, match="invalid duration"):
-        D.duration_ns("5 parsecs")
+    with pytest.raises(ValueError, match="healthcheck.interval '5 parsecs' is not a duration"):
+        D.duration_ns("5 parsecs", "healthcheck.interval")
     hc = {"Test": ["CMD", "x"], "Interval": 2 * 10**9, "Retries": 3, "StartPeriod": 10 * 10**9}
     assert D.health_budget(hc) == 16
     assert D.health_budget({"Test": ["NONE"]}) is None

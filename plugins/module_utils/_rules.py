@@ -1,0 +1,289 @@
+# -*- coding: utf-8 -*-
+# Copyright: tradeops.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The safety rules of the collection, each with exactly one home.
+
+Private to the collection, standard library only. Modules import it on the
+managed host; the filter plugin ``tradeops.stack.stack`` imports it on the
+controller, so the stack validation, the secrets role and the modules give
+the same answer to the same question:
+
+- is this broker URL paper or live (an allow-list: ``broker_url_kind``), and
+  does a free-form value mention a live broker host (``live_broker_mentions``);
+- is this a valid stack, service or block name (``check_name``, whole-string
+  matches, so a trailing newline is never a name);
+- how many seconds is ``72h`` / ``1h30m`` / ``500ms`` / ``259200``
+  (``parse_duration``);
+- is a paper block active, given the content of ``blocks/active.json``
+  (``active_block``);
+- does a variable name look like it holds a secret (``looks_secret``).
+
+Every rule raises ``RuleError`` whose message names the option or variable
+that was checked and what was expected. A message never quotes a value that
+may be a secret unless the caller says it may (``quote``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import re
+
+try:  # Python 3
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2 is not supported, this keeps sanity's compile test quiet
+    from urlparse import urlsplit
+
+
+class RuleError(ValueError):
+    """A value breaks one of the rules; the message names the option and what was expected."""
+
+
+# -- the broker: paper or live ---------------------------------------------------------------
+# The only hosts that are paper without the inventory saying so. Capital.com serves one
+# streaming host to demo and live sessions alike: which account a stream belongs to is
+# decided by the session tokens, which only the demo REST host hands out to a paper stack.
+DEMO_REST_HOST = "demo-api-capital.backend-capital.com"
+STREAMING_HOST = "api-streaming-capital.backend-capital.com"
+PAPER_BROKER_HOSTS = frozenset([DEMO_REST_HOST, STREAMING_HOST])
+LIVE_REST_HOST = "api-capital.backend-capital.com"
+# The broker's own domains: a host under one of them that is not a paper host is live.
+BROKER_DOMAINS = ("backend-capital.com", "capital.com")
+BROKER_SCHEMES = ("http", "https", "ws", "wss")
+
+# A host name under the broker's domains anywhere in free text (case-insensitive,
+# an optional trailing dot, not part of a longer name).
+_BROKER_HOST_IN_TEXT = re.compile(
+    r"(?<![a-z0-9-])((?:[a-z0-9-]+\.)*(?:%s))\.?(?![a-z0-9-])" % "|".join(re.escape(d) for d in BROKER_DOMAINS),
+    re.IGNORECASE,
+)
+
+
+def normalise_host(host):
+    """Lower case, no trailing dot, an IP literal in its canonical form."""
+    host = (host or "").strip().lower().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def broker_url_host(url, option="base_url"):
+    """The normalised host of a broker URL, or RuleError naming ``option``.
+
+    Strict on purpose: a URL that a person might read one way and a client
+    another (user info, surrounding white space, an unknown scheme, no host,
+    a port that is not a number) is refused rather than guessed at.
+    """
+    if not isinstance(url, str) or not url:
+        raise RuleError("%s must be a URL such as https://%s/api/v1, got %r" % (option, DEMO_REST_HOST, url))
+    if url != url.strip() or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise RuleError("%s must not contain white space or control characters (got %r)" % (option, url))
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in BROKER_SCHEMES:
+        raise RuleError(
+            "%s must be an http(s) or ws(s) URL, got scheme %r in %r" % (option, parts.scheme or "(none)", url)
+        )
+    if "@" in parts.netloc:
+        raise RuleError(
+            "%s must not carry user info before the host ('...@host'), which hides the host a client really "
+            "connects to: %r" % (option, url)
+        )
+    if not parts.hostname:
+        raise RuleError("%s has no host: %r" % (option, url))
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise RuleError("%s has an invalid port: %r" % (option, url))
+    return normalise_host(parts.hostname)
+
+
+def broker_url_kind(url, emulator_hosts=(), option="base_url"):
+    """``paper`` or ``live`` for a broker URL (an allow-list; RuleError when the URL is malformed).
+
+    A host is paper when it is Capital.com's demo host (or its shared streaming
+    host), or one the inventory names as a broker emulator in ``emulator_hosts``.
+    Every other host is live, IP literals included.
+    """
+    host = broker_url_host(url, option)
+    paper = PAPER_BROKER_HOSTS | frozenset(normalise_host(h) for h in (emulator_hosts or ()))
+    return "paper" if host in paper else "live"
+
+
+def refuse_live_broker(url, emulator_hosts=(), allow_live=False, option="base_url"):
+    """The kind of ``url`` (``paper``/``live``); RuleError for a live URL unless ``allow_live``."""
+    kind = broker_url_kind(url, emulator_hosts, option)
+    if kind == "live" and not allow_live:
+        raise RuleError(
+            "%s %r is not a paper broker host: a paper stack talks only to Capital.com's demo host (%s) or to a "
+            "broker emulator the inventory names (tradeops_broker_emulator_hosts); every other host counts as the "
+            "LIVE broker. Live trading needs the explicit approval (tradeops_live_trading_approved)"
+            % (option, url, DEMO_REST_HOST)
+        )
+    return kind
+
+
+def live_broker_mentions(value):
+    """The live broker hosts named anywhere in a free-form value (env values, command lines, secrets).
+
+    Finds every host name under the broker's domains whatever surrounds it (a URL with
+    user info or a query, upper case, a trailing dot) and keeps those that are not paper.
+    """
+    if value is None or isinstance(value, bool):
+        return []
+    found = []
+    for match in _BROKER_HOST_IN_TEXT.finditer(str(value)):
+        host = normalise_host(match.group(1))
+        if host not in PAPER_BROKER_HOSTS and host not in found:
+            found.append(host)
+    return found
+
+
+# -- names ----------------------------------------------------------------------------------
+# Whole-string patterns, applied with re.fullmatch: "$" would match before a trailing
+# newline and let "cdb\n" become a second, unfrozen state directory.
+NAME_PATTERNS = {
+    "stack": (
+        re.compile(r"[a-z][a-z0-9_-]{0,39}"),
+        "1-40 characters, lower-case letters, digits, '-' or '_', starting with a letter",
+    ),
+    # no '-': a service's containers are named <stack>-<service with '_' as '-'>, so
+    # "a-b" and "a_b" would share their containers
+    "service": (
+        re.compile(r"[a-z][a-z0-9_]{0,39}"),
+        "1-40 lower-case letters, digits or '_', starting with a letter",
+    ),
+    "block": (
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"),
+        "1-64 characters, letters, digits, '.', '_' or '-', starting with a letter or digit",
+    ),
+}
+RESERVED_BLOCK_IDS = ("active",)
+
+
+def name_problem(kind, value):
+    """Why ``value`` is not a valid ``kind`` name (stack, service, block), or None."""
+    pattern, expected = NAME_PATTERNS[kind]
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        return "expected %s" % expected
+    if kind == "block" and value in RESERVED_BLOCK_IDS:
+        return "'%s' is a reserved word" % value
+    return None
+
+
+def check_name(kind, value, option=None):
+    """``value`` when it is a valid ``kind`` name, else RuleError naming ``option``."""
+    problem = name_problem(kind, value)
+    if problem:
+        raise RuleError("%s %r is invalid: %s" % (option or "%s name" % kind, value, problem))
+    return value
+
+
+# -- durations ------------------------------------------------------------------------------
+_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|ns|d|h|m|s)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def parse_duration(value, option="duration", minimum=None, maximum=None):
+    """Seconds (float) from ``72h``, ``3d``, ``1h30m``, ``500ms``, ``259200`` or a number.
+
+    Units: d, h, m, s, ms, us, ns, largest first, each at most once; a bare
+    number is seconds. ``minimum``/``maximum`` (seconds) bound the result.
+    """
+    if isinstance(value, bool):
+        seconds = None
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = value.strip().lower() if isinstance(value, str) else ""
+        seconds = None
+        if _NUMBER.fullmatch(text):
+            seconds = float(text)
+        elif text:
+            parts = _DURATION_PART.findall(text)
+            units = [unit for _number, unit in parts]
+            ordered = sorted(units, key=lambda u: -_UNIT_SECONDS[u])
+            if "".join(n + u for n, u in parts) == text and units == ordered and len(set(units)) == len(units):
+                seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds is None or seconds < 0:
+        raise RuleError(
+            "%s %r is not a duration: expected seconds (259200) or units d/h/m/s/ms such as 72h, 3d, 1h30m, 20s, "
+            "500ms" % (option, value)
+        )
+    if (minimum is not None and seconds < minimum) or (maximum is not None and seconds > maximum):
+        raise RuleError(
+            "%s %r is out of range: expected between %s and %s"
+            % (option, value, human_seconds(minimum or 0), human_seconds(maximum) if maximum is not None else "any")
+        )
+    return seconds
+
+
+def human_seconds(seconds):
+    """``259200`` -> ``3d``, ``5400`` -> ``1h30m``, ``0.5`` -> ``500ms`` (for messages)."""
+    if seconds < 1:
+        return "%gms" % (seconds * 1000)
+    out, rest = "", int(seconds)
+    for unit in ("d", "h", "m", "s"):
+        step = int(_UNIT_SECONDS[unit])
+        if rest >= step:
+            out += "%d%s" % (rest // step, unit)
+            rest %= step
+    return out or "0s"
+
+
+# -- paper blocks ---------------------------------------------------------------------------
+BLOCK_STATUSES = ("active", "completed", "aborted", "zai")
+_BLOCK_REQUIRED = {"id": str, "status": str, "started_at": (int, float)}
+
+
+def active_block(record, path="blocks/active.json", present=True):
+    """The active block recorded in ``active.json``, None when no block is active.
+
+    ``record`` is the parsed file; ``present=False`` says the file does not exist. Anything
+    else that is not a well-formed block record is an error, never "no block":
+    a freeze that silently lifts because a file is ``{}`` or ``null`` is worse
+    than a deploy that stops and asks.
+    """
+    if not present:
+        return None
+    how = (
+        "inspect it (cat %s; the block's own record is blocks/<id>.json) and repair it, or close the block with "
+        "tradeops.stack.paper_block state=aborted" % path
+    )
+    if not isinstance(record, dict):
+        raise RuleError(
+            "%s holds %s, not a paper block record (a mapping with id, status, started_at): %s"
+            % (path, "null" if record is None else type(record).__name__, how)
+        )
+    for key, kind in _BLOCK_REQUIRED.items():
+        if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
+            raise RuleError(
+                "%s is not a well-formed paper block record (field %r missing or wrong type): %s" % (path, key, how)
+            )
+    if name_problem("block", record["id"]):
+        raise RuleError("%s names an invalid block id %r: %s" % (path, record["id"], how))
+    if record["status"] not in BLOCK_STATUSES:
+        raise RuleError(
+            "%s has status %r, expected one of %s: %s" % (path, record["status"], ", ".join(BLOCK_STATUSES), how)
+        )
+    return record if record["status"] == "active" else None
+
+
+# -- secrets --------------------------------------------------------------------------------
+# Names of variables that hold a secret. *_FILE names hold a path to one: the safe form.
+_SECRET_NAME = re.compile(r"pass(word|wd|phrase)|secret|token|api[_-]?key|private[_-]?key|credential", re.IGNORECASE)
+# Wider, for masking what is shown (a diagnostics bundle): a false alarm there costs a masked value.
+_MAYBE_SECRET_NAME = re.compile(r"pass|secret|token|key|credential|auth|cookie|session", re.IGNORECASE)
+
+
+def looks_secret(name):
+    """Whether a variable name looks like it holds a secret value; such a variable belongs in a secret file."""
+    text = str(name or "")
+    return bool(_SECRET_NAME.search(text)) and not text.upper().endswith("_FILE")
+
+
+def may_hold_secret(name):
+    """Whether a value shown under this name should be masked (wider than ``looks_secret``)."""
+    return bool(_MAYBE_SECRET_NAME.search(str(name or "")))
