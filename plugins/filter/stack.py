@@ -194,6 +194,49 @@ def _live_problems(label, svc, emulator_hosts):
     return problems
 
 
+def _waivers(svc):
+    """The service's waivers as {rule: reason} (malformed entries are the schema's to report)."""
+    out = {}
+    for waiver in svc.get("waivers") or []:
+        if isinstance(waiver, dict) and isinstance(waiver.get("rule"), str):
+            out[waiver["rule"]] = str(waiver.get("reason") or "").strip()
+    return out
+
+
+def _hardening_problems(label, svc, publish_address):
+    problems = []
+    waivers = _waivers(svc)
+    findings = _rules.hardening_findings(svc, publish_address)
+    for rule, field, detail in findings:
+        if rule not in waivers:
+            problems.append(
+                "%s: field '%s' %s (%s): the hardening profile refuses it; if it is intended, waive it with "
+                "waivers: [{rule: %s, reason: <why>}] (printed in the plan, audited)"
+                % (label, field, _rules.HARDENING_RULES[rule], detail, rule)
+            )
+    broken = {rule for rule, _field, _detail in findings}
+    for rule, reason in sorted(waivers.items()):
+        if rule in _rules.HARDENING_RULES and not reason:
+            problems.append("%s: waiver of rule %s needs a non-empty reason" % (label, rule))
+        if rule in _rules.HARDENING_RULES and rule not in broken:
+            problems.append("%s: waiver of rule %s waives nothing (the service keeps it): remove it" % (label, rule))
+    return problems
+
+
+def stack_waivers(services, publish_address="127.0.0.1"):
+    """Every waived hardening finding as {service, rule, field, detail, reason}: the plan prints them, deploy audits."""
+    out = []
+    for svc in _plain(services) or []:
+        if not isinstance(svc, dict):
+            continue
+        waivers = _waivers(svc)
+        for rule, field, detail in _rules.hardening_findings(svc, publish_address or "127.0.0.1"):
+            if rule in waivers:
+                entry = {"service": svc.get("name"), "rule": rule, "field": field, "detail": detail}
+                out.append(dict(entry, reason=waivers[rule]))
+    return out
+
+
 def stack_problems(
     services,
     argument_specs=None,
@@ -203,6 +246,7 @@ def stack_problems(
     emulator_hosts=None,
     broker_urls=None,
     stack_name=None,
+    publish_address="127.0.0.1",
 ):
     """Every problem of the stack description, as readable lines naming the service and the field.
 
@@ -210,7 +254,8 @@ def stack_problems(
     point's ``tradeops_stack_services.options`` is the schema of one service). In a paper stack no
     field of any service may name a live broker host, every ``*BROKER*URL``/``*BROKER*HOST`` env
     value must be a paper broker (the demo host or one of ``emulator_hosts``), and so must every
-    entry of ``broker_urls`` (variable name -> URL, empty means not used).
+    entry of ``broker_urls`` (variable name -> URL, empty means not used). What a service undoes of
+    the hardening profile is refused unless the service waives that rule by name, with a reason.
     """
     problems = []
     emulator_hosts = list(_plain(emulator_hosts) or [])
@@ -218,6 +263,9 @@ def stack_problems(
         problem = _rules.name_problem("stack", stack_name)
         if problem:
             problems.append("tradeops_stack_name %r is invalid: %s" % (stack_name, problem))
+    if publish_address is not None and not isinstance(publish_address, str):
+        problems.append("stack_publish_address must be an address such as 127.0.0.1, got %r" % (publish_address,))
+        publish_address = None
     if trading_mode == "paper":
         for option, url in sorted((_plain(broker_urls) or {}).items()):
             if url:
@@ -300,6 +348,7 @@ def stack_problems(
                 )
         if trading_mode == "paper":
             problems.extend(_live_problems(label, svc, emulator_hosts))
+        problems.extend(_hardening_problems(label, svc, publish_address or "127.0.0.1"))
     # dependencies and cycles (names known only when every service has one)
     if all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in services) and len(set(names)) == len(names):
         try:
@@ -344,6 +393,38 @@ def stack_container_names(service, stack):
     if service.get("strategy") == "blue_green":
         return [base + "-blue", base + "-green", base + "-proxy"]
     return [base]
+
+
+def daemon_problems(config, waivers=None):
+    """Every CIS setting the effective daemon.json turns off without a waiver ({option, reason}), as readable lines."""
+    waived = {}
+    for waiver in _plain(waivers) or []:
+        if isinstance(waiver, dict) and waiver.get("option"):
+            waived[str(waiver["option"])] = str(waiver.get("reason") or "").strip()
+    problems = []
+    for key, item, required, value in _rules.daemon_findings(_plain(config)):
+        if waived.get(key):
+            continue
+        problems.append(
+            "daemon.json %s is %s, CIS %s requires %s (%s); set it back (docker_host_%s or "
+            "docker_host_daemon_options) or waive it with docker_host_cis_waivers: [{option: %s, reason: <why>}]"
+            % (
+                key,
+                json.dumps(value),
+                item,
+                json.dumps(required),
+                _rules.DAEMON_CIS_SETTINGS[key][2],
+                key.replace("-", "_"),
+                key,
+            )
+        )
+    for key, reason in sorted(waived.items()):
+        if key not in _rules.DAEMON_CIS_SETTINGS:
+            known = ", ".join(sorted(_rules.DAEMON_CIS_SETTINGS))
+            problems.append("docker_host_cis_waivers names %r, expected one of %s" % (key, known))
+        elif not reason:
+            problems.append("docker_host_cis_waivers: the waiver of %s needs a non-empty reason" % key)
+    return problems
 
 
 def broker_kind(value, emulator_hosts=None):
@@ -394,6 +475,8 @@ class FilterModule(object):
             "dependency_order": dependency_order,
             "stack_problems": stack_problems,
             "stack_container_names": stack_container_names,
+            "stack_waivers": stack_waivers,
+            "daemon_problems": daemon_problems,
             "broker_kind": broker_kind,
             "live_broker_mentions": live_broker_mentions,
             "active_paper_block": active_paper_block,

@@ -204,7 +204,8 @@ def desired_spec(params, image_id, secret_fps):
         "tmpfs": sorted(params.get("tmpfs") or []),
         "cap_drop": sorted(params.get("cap_drop") or []),
         "cap_add": sorted(params.get("cap_add") or []),
-        "security_opt": sorted(params.get("security_opt") or []),
+        # a service's own list never drops no-new-privileges (it replaces the default list)
+        "security_opt": sorted(_rules.merged_security_opt(params.get("security_opt"))),
         "memory": str(res["memory"]),
         "cpus": float(res["cpus"]),
         "pids": int(res["pids"]),

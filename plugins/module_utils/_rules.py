@@ -287,3 +287,149 @@ def looks_secret(name):
 def may_hold_secret(name):
     """Whether a value shown under this name should be masked (wider than ``looks_secret``)."""
     return bool(_MAYBE_SECRET_NAME.search(str(name or "")))
+
+
+# -- hardening ------------------------------------------------------------------------------
+# What a service may not undo without a named waiver ({rule, reason} in its `waivers`).
+HARDENING_RULES = {
+    "docker_socket": "mounts the Docker (or containerd) socket, which is root on the host",
+    "host_root": "binds the host's root or a system directory",
+    "host_port": "publishes a port on an address other than loopback",
+    "cap_add": "adds Linux capabilities back after dropping ALL",
+    "unconfined": "turns off seccomp, AppArmor, SELinux labels or no-new-privileges",
+    "writable_root": "has a writable root filesystem",
+    "unlimited": "has no memory, CPU or pids limit",
+}
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+_SOCKETS = ("docker.sock", "containerd.sock", "dockershim.sock", "crio.sock", "podman.sock")
+_SYSTEM_DIRS = (
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var",
+    "/var/lib",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/var/run",
+)
+_UNCONFINED = re.compile(
+    r"^(seccomp[=:]unconfined|apparmor[=:]unconfined|label[=:]disable|no-new-privileges[=:]false|systempaths[=:]unconfined)$",
+    re.IGNORECASE,
+)
+
+
+def _bind_source(volume):
+    """The host path of a bind mount ('/src:/dst[:ro]'), or None for a named volume."""
+    source = str(volume).split(":", 1)[0]
+    if not source.startswith("/"):
+        return None
+    normalised = re.sub(r"/+", "/", source)
+    return normalised.rstrip("/") or "/"
+
+
+def _port_address(item, default_address):
+    """The host address a published port binds to ('[ip:]host:container[/proto]')."""
+    text = str(item).split("/", 1)[0]
+    if text.startswith("["):  # [::1]:8080:80
+        return text[1 : text.index("]")] if "]" in text else text
+    parts = text.split(":")
+    return parts[0] if len(parts) == 3 else default_address
+
+
+def _is_loopback(address):
+    if str(address).strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(str(address).strip()).is_loopback
+    except ValueError:
+        return False
+
+
+def _memory_bytes(value):
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", str(value), re.IGNORECASE)
+    if not match:
+        return None
+    return float(match.group(1)) * 1024 ** "bkmgt".index((match.group(2) or "b").lower())
+
+
+def hardening_findings(service, publish_address="127.0.0.1"):
+    """What of the hardening profile a service undoes: a list of (rule, field, detail).
+
+    ``service`` is one entry of the stack description (the role's schema); ``publish_address``
+    is where a published port without an address binds (stack_publish_address).
+    """
+    found = []
+    for index, volume in enumerate(service.get("volumes") or []):
+        source = _bind_source(volume)
+        if source is None:
+            continue
+        field = "volumes[%d]" % index
+        if source.rsplit("/", 1)[-1] in _SOCKETS or source in ("/run/docker", "/var/run/docker"):
+            found.append(("docker_socket", field, "binds %s" % source))
+        elif source in _SYSTEM_DIRS:
+            found.append(("host_root", field, "binds %s" % source))
+    binds = [
+        ("published_ports[%d]" % i, port, _port_address(port, publish_address))
+        for i, port in enumerate(service.get("published_ports") or [])
+    ]
+    proxy = service.get("proxy")
+    if isinstance(proxy, dict) and proxy.get("listen") is not None:
+        # the edge proxy binds its own address (proxy.bind, loopback by default), not stack_publish_address
+        binds.append(("proxy.listen", proxy["listen"], proxy.get("bind") or "127.0.0.1"))
+    for field, port, address in binds:
+        if not _is_loopback(address):
+            found.append(("host_port", field, "%s binds %s" % (port, address or "all interfaces")))
+    if service.get("cap_add"):
+        found.append(("cap_add", "cap_add", ", ".join(str(c) for c in service["cap_add"])))
+    for index, option in enumerate(service.get("security_opt") or []):
+        if _UNCONFINED.match(str(option).strip()):
+            found.append(("unconfined", "security_opt[%d]" % index, str(option)))
+    if service.get("read_only") is False:
+        found.append(("writable_root", "read_only", "false"))
+    resources = service.get("resources") if isinstance(service.get("resources"), dict) else {}
+    memory = _memory_bytes(resources.get("memory")) if "memory" in resources else None
+    if "memory" in resources and (memory is None or memory <= 0):
+        found.append(("unlimited", "resources.memory", "%r is no limit" % (resources.get("memory"),)))
+    for key in ("cpus", "pids"):
+        value = resources.get(key)
+        if key in resources and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+            found.append(("unlimited", "resources.%s" % key, "%r is no limit" % (value,)))
+    return found
+
+
+def merged_security_opt(options):
+    """A service's security options with no-new-privileges always in them (its own list replaces no default)."""
+    options = [str(o) for o in (options or [])]
+    if not any(o.lower().startswith("no-new-privileges") for o in options):
+        options.append(NO_NEW_PRIVILEGES)
+    return options
+
+
+# Engine settings of daemon.json that the docker_host role asserts (CIS Docker Benchmark
+# v1.6.0): key -> (required value, CIS item, what it protects).
+DAEMON_CIS_SETTINGS = {
+    "icc": (False, "2.2", "no traffic between containers on the default bridge"),
+    "no-new-privileges": (True, "2.14", "no container process gains privileges"),
+    "live-restore": (True, "2.15", "containers keep running while dockerd restarts"),
+    "userland-proxy": (False, "2.16", "iptables instead of the docker-proxy process"),
+}
+
+
+def daemon_findings(config):
+    """The CIS settings an effective daemon.json turns off: a list of (key, cis item, required, found)."""
+    found = []
+    for key, (required, item, _why) in sorted(DAEMON_CIS_SETTINGS.items()):
+        value = (config or {}).get(key, required)
+        if value is not required:
+            found.append((key, item, required, value))
+    return found

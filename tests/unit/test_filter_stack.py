@@ -14,6 +14,7 @@ from ansible_collections.tradeops.stack.plugins.filter.stack import (
     dependency_order,
     stack_container_names,
     stack_problems,
+    stack_waivers,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,3 +279,89 @@ def test_active_paper_block_from_file_text():
     for text in ("{}", "null", "[1]", "{half"):
         with pytest.raises(AnsibleFilterError, match="active.json"):
             active_paper_block(text, "/var/lib/tradeops/cdb/blocks/active.json")
+
+
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - what the validation must refuse
+
+HARDENING_CASES = [
+    ("docker_socket", {"volumes": ["/var/run/docker.sock:/var/run/docker.sock"]}, "volumes[0]"),
+    ("docker_socket", {"volumes": ["/run//containerd/containerd.sock:/c.sock:ro"]}, "volumes[0]"),
+    ("host_root", {"volumes": ["/:/host"]}, "volumes[0]"),
+    ("host_root", {"volumes": ["/etc/:/host-etc:ro"]}, "volumes[0]"),
+    ("host_port", {"strategy": "exclusive", "published_ports": ["0.0.0.0:5432:5432"]}, "published_ports[0]"),
+    ("host_port", {"strategy": "exclusive", "published_ports": ["10.0.0.5:5432:5432/tcp"]}, "published_ports[0]"),
+    ("cap_add", {"cap_add": ["SYS_ADMIN", "NET_ADMIN"]}, "cap_add"),
+    ("unconfined", {"security_opt": ["seccomp=unconfined"]}, "security_opt[0]"),
+    ("unconfined", {"security_opt": ["no-new-privileges:true", "apparmor:unconfined"]}, "security_opt[1]"),
+    ("unconfined", {"security_opt": ["no-new-privileges=false"]}, "security_opt[0]"),
+    ("writable_root", {"read_only": False}, "read_only"),
+    ("unlimited", {"resources": {"memory": "0", "cpus": 0.5, "pids": 64}}, "resources.memory"),
+    ("unlimited", {"resources": {"memory": "64m", "cpus": 0, "pids": 64}}, "resources.cpus"),
+    ("unlimited", {"resources": {"memory": "64m", "cpus": 0.5, "pids": -1}}, "resources.pids"),
+]
+
+
+@pytest.mark.parametrize("rule, fields, field", HARDENING_CASES)
+def test_hardening_is_refused_naming_the_field_unless_waived(rule, fields, field):
+    problems = stack_problems([svc("w", **fields)], SPECS)
+    assert any(p.startswith("service 'w': field '%s'" % field) and "rule: %s" % rule in p for p in problems), problems
+    waived = svc("w", waivers=[{"rule": rule, "reason": "needed for the test"}], **fields)
+    assert stack_problems([waived], SPECS) == []
+    [entry] = stack_waivers([waived])
+    assert entry["service"] == "w" and entry["rule"] == rule and entry["field"] == field
+    assert entry["reason"] == "needed for the test"
+
+
+def test_ports_follow_the_publish_address_and_loopback_passes():
+    ports = svc("w", strategy="exclusive", published_ports=["5432:5432", "127.0.0.1:6379:6379", "[::1]:80:80"])
+    assert stack_problems([ports], SPECS) == []
+    problems = stack_problems([ports], SPECS, publish_address=ALL_INTERFACES)
+    assert [p.split("'")[3] for p in problems] == ["published_ports[0]"], problems
+    proxied = svc("w", strategy="blue_green", proxy={"listen": 18080, "port": 8000, "bind": ALL_INTERFACES})
+    assert any("field 'proxy.listen'" in p for p in stack_problems([proxied], SPECS))
+
+
+def test_named_volumes_and_ordinary_binds_pass():
+    ok = svc("w", volumes=["pgdata:/var/lib/postgresql/data", "/var/lib/tradeops/cdb/config/w:/run/config:ro"])
+    assert stack_problems([ok], SPECS) == []
+
+
+def test_waivers_must_say_why_and_waive_something():
+    empty = svc("w", read_only=False, waivers=[{"rule": "writable_root", "reason": " "}])
+    assert any("waiver of rule writable_root needs a non-empty reason" in p for p in stack_problems([empty], SPECS))
+    idle = svc("w", waivers=[{"rule": "cap_add", "reason": "left over"}])
+    assert any("waiver of rule cap_add waives nothing" in p for p in stack_problems([idle], SPECS))
+    unknown = svc("w", waivers=[{"rule": "everything", "reason": "please"}])
+    assert any("waivers" in p and "everything" in p for p in stack_problems([unknown], SPECS))
+
+
+def test_multihost_inventory_waives_its_cross_host_ports():
+    raw = (ROOT / "inventories" / "multihost" / "group_vars" / "tradeops" / "stack.yml").read_text()
+    services = yaml.safe_load(raw)["tradeops_multihost_data_services"]
+    problems = [p for p in stack_problems(services, SPECS) if "hardening" in p or "waiver" in p]
+    assert problems == []
+    assert {w["service"] for w in stack_waivers(services)} == {"postgres", "redis"}
+
+
+def test_daemon_settings_turned_off_need_a_waiver():
+    from ansible_collections.tradeops.stack.plugins.filter.stack import daemon_problems
+
+    base = {
+        "icc": False,
+        "no-new-privileges": True,
+        "live-restore": True,
+        "userland-proxy": False,
+        "log-driver": "local",
+    }
+    assert daemon_problems(base) == []
+    off = dict(base, icc=True, **{"live-restore": False})
+    problems = daemon_problems(off)
+    assert len(problems) == 2
+    assert problems[0].startswith("daemon.json icc is true, CIS 2.2 requires false")
+    assert "docker_host_cis_waivers: [{option: icc" in problems[0]
+    assert (
+        daemon_problems(off, [{"option": "icc", "reason": "legacy"}, {"option": "live-restore", "reason": "lab"}]) == []
+    )
+    assert any("needs a non-empty reason" in p for p in daemon_problems(off, [{"option": "icc", "reason": ""}]))
+    # a value that is not the boolean (a string "false") is not the setting either
+    assert daemon_problems(dict(base, icc="false"))[0].startswith('daemon.json icc is "false"')

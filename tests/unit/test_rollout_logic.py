@@ -56,6 +56,12 @@ def test_spec_hash_is_stable_and_sensitive():
     assert a["log"] == {"driver": "json-file", "options": {"max-file": "3", "max-size": "10m"}}
 
 
+def test_a_services_own_security_opt_keeps_no_new_privileges():
+    spec = D.desired_spec(params(security_opt=["apparmor=tradeops-bot"]), "sha256:1", {})
+    assert spec["security_opt"] == ["apparmor=tradeops-bot", "no-new-privileges:true"]
+    assert D.desired_spec(params(), "sha256:1", {})["security_opt"] == ["no-new-privileges:true"]
+
+
 def test_masked_spec_and_diff_never_show_fingerprints():
     spec = D.desired_spec(params(), "sha256:1", {"pw": "fp-new"})
     before = D.desired_spec(params(), "sha256:1", {"pw": "fp-old"})

@@ -214,3 +214,16 @@ def test_looks_secret(name, secret):
 def test_masking_is_wider_than_validation():
     assert _rules.may_hold_secret("SESSION_KEY") and not _rules.looks_secret("SESSION_KEY")
     assert not _rules.may_hold_secret("TRADING_MODE")
+
+
+def test_no_new_privileges_is_always_merged():
+    assert _rules.merged_security_opt(None) == ["no-new-privileges:true"]
+    assert _rules.merged_security_opt(["apparmor=tradeops"]) == ["apparmor=tradeops", "no-new-privileges:true"]
+    assert _rules.merged_security_opt(["no-new-privileges"]) == ["no-new-privileges"]
+
+
+def test_hardening_findings_of_the_default_profile_are_empty():
+    service = {"name": "w", "resources": {"memory": "256m", "cpus": 0.5, "pids": 64}, "read_only": True}
+    assert _rules.hardening_findings(service) == []
+    assert _rules.hardening_findings(dict(service, resources={"memory": "1.5g", "cpus": 2, "pids": 1})) == []
+    assert [f[0] for f in _rules.hardening_findings(dict(service, resources={"memory": "lots"}))] == ["unlimited"]

@@ -212,6 +212,28 @@ def test_wrong_types_fail_before_any_change(host, role, extra, named):
     assert sh(host, "md5sum /etc/docker/daemon.json") == before
 
 
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"docker_host_daemon_options": {"no-new-privileges": False}}, "no-new-privileges is false, CIS 2.14"),
+        ({"docker_host_daemon_options": {"icc": True}}, "daemon.json icc is true, CIS 2.2"),
+        ({"docker_host_live_restore": False}, "daemon.json live-restore is false, CIS 2.15"),
+        (
+            {"docker_host_icc": True, "docker_host_cis_waivers": [{"option": "icc", "reason": " "}]},
+            "the waiver of icc needs a non-empty reason",
+        ),
+    ],
+)
+def test_cis_settings_turned_off_are_refused_before_any_change(host, extra, named):
+    before = sh(host, "md5sum /etc/docker/daemon.json")
+    res = ansible_playbook(host, "wrong_types.yml", "-e", json.dumps({"t_role": "docker_host", **extra}))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out
+    assert named in out and "nothing was changed" in out, out
+    assert "changed=0" in out, out
+    assert sh(host, "md5sum /etc/docker/daemon.json") == before
+
+
 def test_check_reports_uncapped_container(engine):
     engine.run("docker rm -f t-host-uncapped")  # a leftover of an interrupted run
     sh(engine, f"docker run -d --name t-host-uncapped --log-driver json-file {BUSYBOX} sleep 600")
