@@ -73,26 +73,51 @@ def iso(ts):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def atomic_write_text(path, text, mode=0o640):
+def _write_all(fd, data):
+    """os.write until every byte is out: a short write (full disk, file size limit) is retried, and the
+    error the retry then gets (ENOSPC, EFBIG) is raised instead of being lost."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # never seen on Linux, but a zero write must not loop forever
+            raise OSError(errno.EIO, "write returned %d" % written)
+        view = view[written:]
+
+
+def atomic_write_bytes(path, data, mode=0o640):
+    """Write ``path`` completely or not at all; any failure is a StateError naming ``path``.
+
+    A temporary file in the same directory is written, fsynced and renamed over ``path``; on failure it
+    is removed, so a full disk leaves the old file (or none), never a truncated one or a stray temp file.
+    """
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+    tmp = None
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
+        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
         os.rename(tmp, path)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # fsync the directory so the rename itself survives a power loss
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        tmp = None
+        # fsync the directory so the rename itself survives a power loss
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise StateError("cannot write state file %s: %s" % (path, exc.strerror or exc))
     finally:
-        os.close(dir_fd)
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
+
+
+def atomic_write_text(path, text, mode=0o640):
+    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
 def atomic_write_json(path, data, mode=0o640):
@@ -178,7 +203,11 @@ class StackState:
     def mutex(self, name="state"):
         """An exclusive flock serialising read-modify-write cycles between concurrent runs."""
         self.ensure()
-        handle = open(self.sub(".%s.mutex" % name), "a")  # noqa: SIM115 - held across the yield
+        path = self.sub(".%s.mutex" % name)
+        try:
+            handle = open(path, "a")  # noqa: SIM115 - held across the yield
+        except OSError as exc:
+            raise StateError("cannot open the lock file %s: %s" % (path, exc.strerror or exc))
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
@@ -188,29 +217,64 @@ class StackState:
 
     # -- audit log ---------------------------------------------------------------
     def audit(self, action, result, **fields):
-        """Append one JSON line: who, from where, what, result. Never pass secrets here."""
+        """Append one JSON line: who, from where, what, result. Never pass secrets here.
+
+        The line is written whole or not at all: a short write is continued, and when the rest cannot be
+        written (full disk) the file is truncated back to its size before this event (recorded under the
+        flock, so no other writer appended in between) and a StateError names the log. Concurrent writers
+        hold the flock, so a line is never interleaved with another one.
+        """
         self.ensure()
         event = {"ts": iso(utcnow()), "stack": self.stack, "action": action, "result": result}
         event.update(caller_identity())
         event.update(fields)
-        line = json.dumps(event, sort_keys=True, default=str) + "\n"
-        fd = os.open(self.sub("audit.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        line = (json.dumps(event, sort_keys=True, default=str) + "\n").encode("utf-8")
+        path = self.sub("audit.log")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise StateError("cannot append to the audit log %s: %s" % (path, exc.strerror or exc))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
+            start = os.fstat(fd).st_size
+            try:
+                _write_all(fd, line)
+                os.fsync(fd)
+            except OSError as exc:
+                try:
+                    os.ftruncate(fd, start)
+                    os.fsync(fd)
+                    undone = "the partial line was removed"
+                except OSError as undo:
+                    undone = "the partial line could NOT be removed (%s): inspect the end of the file" % undo.strerror
+                raise StateError(
+                    "cannot append to the audit log %s: %s; %s, event %s not recorded"
+                    % (path, exc.strerror or exc, undone, action)
+                )
         finally:
             os.close(fd)
         return event
 
     def read_audit(self, limit=None):
+        """The events, oldest first.
+
+        A line that is not one JSON object (torn by a full disk under an older version, which did not
+        truncate it back, so the next event was glued onto it) does not hide the rest of the log: it is
+        returned in place as ``{"action": "unreadable", "path", "line", "raw"}`` (the first 200 characters),
+        and an event glued onto its end is recovered after it. Nothing is dropped silently.
+        """
+        path = self.sub("audit.log")
         try:
-            with open(self.sub("audit.log")) as handle:
-                events = [json.loads(line) for line in handle if line.strip()]
+            with open(path, "rb") as handle:
+                raw_lines = handle.read().decode("utf-8", "replace").split("\n")
         except IOError as exc:
             if exc.errno == errno.ENOENT:
                 return []
-            raise
+            raise StateError("cannot read the audit log %s: %s" % (path, exc.strerror or exc))
+        events = []
+        for number, text in enumerate(raw_lines, 1):
+            if text.strip():
+                events.extend(_audit_line(path, number, text))
         return events[-limit:] if limit else events
 
     # -- paper blocks (written by paper_block, read by rollout for the freeze) -----
@@ -224,6 +288,28 @@ class StackState:
         path = self.sub("metrics", "%s.prom" % name)
         atomic_write_text(path, "\n".join(lines) + "\n", mode=0o644)
         return path
+
+
+def _audit_line(path, number, text):
+    try:
+        event = json.loads(text)
+        if isinstance(event, dict):
+            return [event]
+    except ValueError:
+        pass
+    out = [{"action": "unreadable", "result": "torn", "path": path, "line": number, "raw": text[:200]}]
+    decoder = json.JSONDecoder()
+    start = text.find("{", 1)
+    while start != -1:  # the event glued onto the torn one: the first "{" from which the rest parses whole
+        try:
+            glued, end = decoder.raw_decode(text, start)
+            if isinstance(glued, dict) and "action" in glued and "ts" in glued and not text[end:].strip():
+                out.append(glued)
+                break
+        except ValueError:
+            pass
+        start = text.find("{", start + 1)
+    return out
 
 
 def pid_alive(pid):
@@ -311,10 +397,14 @@ class DeployLock:
                         "owner_pid": owner_pid,
                         "owner_host": owner_host,
                     }
-                    atomic_write_json(self.file, lock)
-                    if taken_over:
-                        self.state.audit("lock_take_over", "ok", holder=holder, reason=reason, previous=taken_over)
-                    self.state.audit("lock_acquire", "ok", holder=holder, reason=reason, ttl=ttl)
+                    self._write_audited(
+                        current,
+                        lock,
+                        ("lock_take_over", dict(holder=holder, reason=reason, previous=taken_over))
+                        if taken_over
+                        else None,
+                        ("lock_acquire", dict(holder=holder, reason=reason, ttl=ttl)),
+                    )
                     return lock, not current or bool(taken_over), taken_over
             time.sleep(poll)
 
@@ -329,11 +419,34 @@ class DeployLock:
                     "deploy lock is held by %r (reason: %s), not by %r; pass force to release it anyway"
                     % (current.get("holder"), current.get("reason"), holder)
                 )
-            os.unlink(self.file)
-            self.state.audit(
-                "lock_release", "ok", holder=holder, forced=bool(force), previous_holder=current.get("holder")
+            self._write_audited(
+                current,
+                None,
+                ("lock_release", dict(holder=holder, forced=bool(force), previous_holder=current.get("holder"))),
             )
             return True
+
+    def _write_audited(self, previous, lock, *events):
+        """Write ``lock`` (None: remove the file), then audit ``events``; when the audit log cannot take them
+        (full disk), put ``previous`` back, so that no lock change happens without its audit line."""
+        if lock is None:
+            os.unlink(self.file)
+        else:
+            atomic_write_json(self.file, lock)
+        try:
+            for event in events:
+                if event:
+                    self.state.audit(event[0], "ok", **event[1])
+        except StateError as exc:
+            try:
+                if previous:
+                    atomic_write_json(self.file, previous)
+                elif lock is not None:
+                    os.unlink(self.file)
+                undone = "the lock was left as it was before"
+            except (OSError, StateError) as undo:
+                undone = "the lock could NOT be put back (%s): check %s" % (undo, self.file)
+            raise StateError("%s; %s" % (exc, undone))
 
     def _held_message(self, lock, stale):
         msg = "deploy lock on stack %r is held by %r since %s (reason: %s)" % (

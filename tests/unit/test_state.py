@@ -94,3 +94,90 @@ def test_audit_lines_are_json_with_identity(state):
 def test_textfile_is_valid_exposition(state):
     path = state.write_metrics("demo", [_state.prom_line("x_up", True, {"check": 'a"b'}), _state.prom_line("y", 1.5)])
     assert open(path).read() == 'x_up{check="a\\"b"} 1\ny 1.5\n'
+
+
+# -- complete or absent: writes that hit a file size limit behave as on a full disk ----------------------------
+# RLIMIT_FSIZE makes the kernel cut a write short and then fail the rest with EFBIG, exactly what a full disk
+# does with ENOSPC; in a child process, so the limit (and SIGXFSZ, ignored) stays there.
+LIMITED = """
+import json, resource, signal, sys
+sys.path.insert(0, {collections!r})
+from ansible_collections.tradeops.stack.plugins.module_utils import _state
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+state = _state.StackState("cdb", root={root!r})
+try:
+{body}
+    print(json.dumps({{"ok": True}}))
+except _state.StateError as exc:
+    print(json.dumps({{"ok": False, "error": str(exc), "type": type(exc).__name__}}))
+"""
+
+
+def run_limited(tmp_path, limit, body):
+    from conftest import COLLECTIONS
+
+    code = LIMITED.format(
+        collections=str(COLLECTIONS), limit=limit, root=str(tmp_path), body="\n".join("    " + b for b in body)
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_write_that_does_not_fit_names_the_file_keeps_the_old_one_and_leaves_no_temp_file(state, tmp_path):
+    path = state.sub("releases", "api.json")
+    _state.atomic_write_json(path, {"old": True})
+    res = run_limited(tmp_path, 1000, ["_state.atomic_write_json(%r, {'x': 'y' * 5000})" % path])
+    assert res["ok"] is False and res["type"] == "StateError", res
+    assert path in res["error"] and "File too large" in res["error"], res
+    assert json.load(open(path)) == {"old": True}
+    assert os.listdir(state.sub("releases")) == ["api.json"]
+
+
+def test_an_audit_line_that_does_not_fit_is_removed_whole_and_the_error_names_the_log(state, tmp_path):
+    state.audit("first", "ok")
+    size = os.path.getsize(state.sub("audit.log"))
+    # room for 60 more bytes: the old code wrote a 60-byte fragment and reported success
+    res = run_limited(tmp_path, size + 60, ["state.audit('lock_acquire', 'ok', holder='x' * 200)"])
+    assert res["ok"] is False, res
+    assert state.sub("audit.log") in res["error"] and "File too large" in res["error"], res
+    assert "lock_acquire not recorded" in res["error"]
+    assert os.path.getsize(state.sub("audit.log")) == size
+    state.audit("after", "ok")
+    assert [e["action"] for e in state.read_audit()] == ["first", "after"]
+
+
+def test_a_lock_change_whose_audit_line_does_not_fit_is_undone(state, tmp_path):
+    lock = _state.DeployLock(state)
+    lock.acquire("alice", "deploy", ttl=60)
+    assert lock.release("alice")
+    size = os.path.getsize(state.sub("audit.log"))
+    res = run_limited(tmp_path, size + 10, ["_state.DeployLock(state).acquire('bob', 'deploy', ttl=60)"])
+    assert res["ok"] is False and state.sub("audit.log") in res["error"], res
+    assert "left as it was before" in res["error"]
+    assert lock.read() is None  # no lock without its audit line
+    lock.acquire("carol", "deploy", ttl=60)
+    res = run_limited(tmp_path, size + 10, ["_state.DeployLock(state).release('carol')"])
+    assert res["ok"] is False, res
+    assert lock.read()["holder"] == "carol"  # the release is undone too: it was not audited
+
+
+def test_a_torn_line_of_an_older_version_does_not_hide_the_rest_of_the_log(state):
+    good = json.dumps({"action": "lock_acquire", "result": "ok", "ts": "2026-11-30T10:00:00Z"})
+    glued = json.dumps({"action": "lock_release", "result": "ok", "ts": "2026-11-30T10:05:00Z"})
+    later = json.dumps({"action": "rollout", "result": "ok", "ts": "2026-11-30T10:06:00Z"})
+    torn = '{"action": "lock_acquire", "holder": {"name": "x"}, "reason": "dep'  # cut at 60-ish bytes
+    with open(state.sub("audit.log"), "w") as handle:
+        handle.write("\n".join([good, torn + glued, "[1]", later]) + "\n")
+    events = state.read_audit()
+    assert [e["action"] for e in events] == ["lock_acquire", "unreadable", "lock_release", "unreadable", "rollout"]
+    assert events[1]["line"] == 2 and events[1]["path"] == state.sub("audit.log") and events[1]["raw"] == torn + glued
+    assert events[3]["line"] == 3 and events[3]["raw"] == "[1]"
+    assert state.read_audit(limit=1) == [json.loads(later)]
+
+
+def test_state_directory_that_cannot_be_created_names_the_path(tmp_path):
+    blocker = tmp_path / "root"
+    blocker.write_text("a file where the state root should be")
+    with pytest.raises(_state.StateError, match="cannot create state directory %s" % blocker):
+        _state.StackState("cdb", root=str(blocker)).ensure()
