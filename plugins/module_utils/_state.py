@@ -332,13 +332,47 @@ def pid_alive(pid):
     return data[data.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
+# The longest a deploy lock may be taken for. A lock outlives a killed run that left no trace of its
+# process by up to its TTL; a long rollout renews its lease instead of asking for a long TTL.
+MAX_LOCK_TTL = 6 * 3600
+
+
+def check_lock_ttl(ttl, option="ttl"):
+    """``ttl`` as seconds, or a StateError naming ``option`` and the bounds."""
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= MAX_LOCK_TTL:
+        raise StateError(
+            "%s must be a number of seconds between 1 and %d (%d h), got %r"
+            % (option, MAX_LOCK_TTL, MAX_LOCK_TTL // 3600, ttl)
+        )
+    return ttl
+
+
+def machine_identity():
+    """Where a process id means this process: ``<boot id>/<pid namespace>``, or None when unknown.
+
+    A pid names one process only within one boot of one kernel and one pid namespace. The host name says
+    neither (a bastion and a Docker host can share it, containers from one image do), nor does
+    /etc/machine-id: it survives reboots (pids do not), is shared by cloned VMs and by containers built from
+    one image, and is often absent in containers. The kernel's boot id is random per boot and shared by all
+    containers on it, so the pid namespace is added to tell them apart.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return "%s/%s" % (boot, namespace) if boot and namespace else None
+
+
 class DeployLock:
     """A host lock with holder, reason, TTL and wait, in <state>/lock.json.
 
-    A lock is *stale* when its TTL has passed, or when it records an owner
-    process on this very host that no longer exists (a killed ansible-playbook).
-    A stale lock is reported, never silently stolen: the caller must pass
-    ``take_over_stale=True``, and the take-over is audited.
+    A lock is *stale* when its TTL has passed, or when it records an owner process on this very machine
+    (same boot id and pid namespace, see machine_identity) that no longer exists (a killed
+    ansible-playbook). A lock without a recorded machine (older versions) is stale by TTL only: its pid may
+    belong to a live process elsewhere. A stale lock is reported, never silently stolen: the caller must
+    pass ``take_over_stale=True``, and the take-over is audited.
     """
 
     def __init__(self, state):
@@ -348,14 +382,15 @@ class DeployLock:
     def read(self):
         return read_json(self.file)
 
-    def staleness(self, lock, now=None):
-        """Why ``lock`` is stale, or None when it is live."""
+    def staleness(self, lock, now=None, here=None):
+        """Why ``lock`` is stale, or None when it is live. ``here`` is this machine's identity (default: probed)."""
         now = utcnow() if now is None else now
         if lock.get("expires_at") is not None and now >= lock["expires_at"]:
             return "TTL expired at %s" % iso(lock["expires_at"])
-        pid, host = lock.get("owner_pid"), lock.get("owner_host")
-        if pid and host == socket.gethostname() and not pid_alive(pid):
-            return "owner process %s on %s is gone" % (pid, host)
+        pid, machine = lock.get("owner_pid"), lock.get("owner_machine")
+        here = machine_identity() if here is None else here
+        if pid and machine and machine == here and not pid_alive(pid):
+            return "owner process %s on %s is gone" % (pid, lock.get("owner_host") or machine)
         return None
 
     def status(self):
@@ -365,15 +400,25 @@ class DeployLock:
         reason = self.staleness(lock)
         return dict(lock, held=True, stale=reason is not None, stale_reason=reason)
 
-    def acquire(self, holder, reason, ttl, wait=0, poll=0.5, take_over_stale=False, owner_pid=None, owner_host=None):
+    def acquire(
+        self,
+        holder,
+        reason,
+        ttl,
+        wait=0,
+        poll=0.5,
+        take_over_stale=False,
+        owner_pid=None,
+        owner_host=None,
+        owner_machine=None,
+    ):
         """Take the lock or raise StateError naming the holder. Re-acquiring one's own lock renews it.
 
         Returns ``(lock, changed, taken_over)``.
         """
         if not holder:
             raise StateError("lock holder must be a non-empty string")
-        if ttl <= 0:
-            raise StateError("lock ttl must be a positive number of seconds, got %r" % (ttl,))
+        check_lock_ttl(ttl)
         deadline = utcnow() + max(0, wait)
         while True:
             with self.state.mutex("lock"):
@@ -394,8 +439,10 @@ class DeployLock:
                         "reason": reason,
                         "acquired_at": now if not current or taken_over else current.get("acquired_at", now),
                         "expires_at": now + ttl,
+                        "ttl": ttl,
                         "owner_pid": owner_pid,
                         "owner_host": owner_host,
+                        "owner_machine": owner_machine,
                     }
                     self._write_audited(
                         current,
@@ -456,5 +503,12 @@ class DeployLock:
             lock.get("reason"),
         )
         if stale:
-            return msg + "; the lock is STALE (%s): re-run with take-over of stale locks to take it" % stale
+            return (
+                msg
+                + (
+                    "; the lock is STALE (%s): to take it over, set stack_lock_take_over_stale=true (playbooks) or "
+                    "take_over_stale: true (tradeops.stack.deploy_lock, rollout lock.take_over_stale); audited"
+                )
+                % stale
+            )
         return msg + "; it expires at %s. Wait for it (lock wait) or ask the holder." % iso(lock.get("expires_at"))

@@ -367,9 +367,10 @@ options:
     description:
       - The stack's deploy lock. If O(lock.holder) already holds it (taken by M(tradeops.stack.deploy_lock) for the
         whole play), the rollout runs under it; otherwise the rollout takes and releases it itself.
-      - A lock the rollout takes itself records the module's own process on the Docker host as its owner, so it
-        turns stale exactly when that process is gone (controller and module killed), and never while a module
-        whose controller died is still changing containers.
+      - A lock the rollout takes itself records the module's own process and machine (boot id and pid
+        namespace) on the Docker host as its owner, so it turns stale exactly when that process is gone
+        (controller and module killed), and never while a module whose controller died is still changing
+        containers.
     type: dict
     default: {}
     suboptions:
@@ -377,7 +378,7 @@ options:
         description: Holder name. Default is C(rollout <service> <user>@<host> pid <module pid>).
         type: str
       ttl:
-        description: Seconds after which the lock is stale.
+        description: Seconds after which a lock the rollout takes is stale; at most 21600 (6 h).
         type: int
         default: 900
       wait:
@@ -549,6 +550,8 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     StateError,
     atomic_write_text,
     caller_identity,
+    check_lock_ttl,
+    machine_identity,
 )
 
 
@@ -698,6 +701,7 @@ class Rollout:
         self.primary_net = self.networks[0]["name"]
         self.own_lock = False
         self.lock_holder = None
+        self.lock_ttl = check_lock_ttl((self.p["lock"] or {}).get("ttl") or 900, "lock.ttl")
         self.analysis = Analysis(self.p["analysis"], self.warn) if self.p["analysis"] else None
         self.gate_report = None
 
@@ -948,11 +952,12 @@ class Rollout:
         lock.acquire(
             holder,
             self.p["reason"] or "rollout %s" % self.service,
-            cfg.get("ttl") or 900,
+            self.lock_ttl,
             wait=cfg.get("wait") or 0,
             take_over_stale=bool(cfg.get("take_over_stale")),
             owner_pid=pid,
             owner_host=host,
+            owner_machine=machine_identity(),
         )
         self.own_lock = True
 

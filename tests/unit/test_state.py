@@ -49,7 +49,7 @@ def test_stale_lock_of_a_dead_process_is_reported_and_only_taken_over_on_request
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock = _state.DeployLock(state)
-    lock.acquire("killed-run", "deploy", ttl=3600, owner_pid=dead.pid, owner_host=os.uname().nodename)
+    lock.acquire("killed-run", "deploy", ttl=3600, owner_pid=dead.pid, owner_machine=_state.machine_identity())
     status = lock.status()
     assert status["stale"] and "is gone" in status["stale_reason"]
     with pytest.raises(_state.StateError, match="STALE"):
@@ -72,7 +72,7 @@ def test_a_zombie_owner_is_gone(state):
         assert _state.pid_alive(zombie.pid) is False
         assert _state.pid_alive(os.getpid()) is True
         lock = _state.DeployLock(state)
-        lock.acquire("killed-run", "deploy", ttl=3600, owner_pid=zombie.pid, owner_host=socket.gethostname())
+        lock.acquire("killed-run", "deploy", ttl=3600, owner_pid=zombie.pid, owner_machine=_state.machine_identity())
         assert "is gone" in lock.status()["stale_reason"]
     finally:
         zombie.wait()
@@ -181,3 +181,56 @@ def test_state_directory_that_cannot_be_created_names_the_path(tmp_path):
     blocker.write_text("a file where the state root should be")
     with pytest.raises(_state.StateError, match="cannot create state directory %s" % blocker):
         _state.StackState("cdb", root=str(blocker)).ensure()
+
+
+# -- lock identity, TTL cap, lease renewal ----------------------------------------------------------------------
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_machine_identity_is_boot_id_and_pid_namespace():
+    here = _state.machine_identity()
+    with open("/proc/sys/kernel/random/boot_id") as handle:
+        assert here == "%s/%s" % (handle.read().strip(), os.readlink("/proc/self/ns/pid"))
+
+
+def test_a_dead_pid_makes_a_lock_stale_only_on_the_machine_it_was_recorded_on(state):
+    lock = _state.DeployLock(state)
+    here = _state.machine_identity()
+    record = {"holder": "a", "expires_at": time.time() + 3600, "owner_pid": dead_pid(), "owner_host": "ctl1"}
+    assert "owner process" in lock.staleness(dict(record, owner_machine=here))
+    # the same host name, another machine (a bastion called like the Docker host, a container): not by pid
+    other = "00000000-0000-0000-0000-000000000000/pid:[4026531836]"
+    assert lock.staleness(dict(record, owner_host=socket.gethostname(), owner_machine=other)) is None
+    assert lock.staleness(dict(record, owner_machine=here), here=other) is None
+    # a live owner on this machine is not stale
+    assert lock.staleness(dict(record, owner_pid=os.getpid(), owner_machine=here)) is None
+
+
+def test_a_lock_without_a_machine_is_stale_by_ttl_only(state):
+    lock = _state.DeployLock(state)
+    # written by an older version: owner_host equal to ours, owner process gone, no machine identity
+    old = {"holder": "a", "expires_at": time.time() + 60, "owner_pid": dead_pid(), "owner_host": socket.gethostname()}
+    assert lock.staleness(old) is None
+    assert lock.staleness(old, now=old["expires_at"]).startswith("TTL expired")
+
+
+def test_ttl_is_capped_and_the_error_names_the_option(state):
+    lock = _state.DeployLock(state)
+    with pytest.raises(_state.StateError, match=r"^ttl must be a number of seconds between 1 and 21600 \(6 h\)"):
+        lock.acquire("a", "r", ttl=_state.MAX_LOCK_TTL + 1)
+    with pytest.raises(_state.StateError, match="^ttl must be"):
+        lock.acquire("a", "r", ttl=0)
+    with pytest.raises(_state.StateError, match=r"^lock\.ttl must be .* got 86400"):
+        _state.check_lock_ttl(86400, "lock.ttl")
+    held, _, _ = lock.acquire("a", "r", ttl=_state.MAX_LOCK_TTL)
+    assert held["ttl"] == _state.MAX_LOCK_TTL
+
+
+def test_the_stale_refusal_names_the_variable_to_set(state):
+    lock = _state.DeployLock(state)
+    lock.acquire("killed-run", "deploy", ttl=60, owner_pid=dead_pid(), owner_machine=_state.machine_identity())
+    with pytest.raises(_state.StateError, match="STALE.*stack_lock_take_over_stale=true.*take_over_stale: true"):
+        lock.acquire("next-run", "deploy", ttl=60)
