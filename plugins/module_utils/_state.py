@@ -62,6 +62,10 @@ class StateError(Exception):
     """A state file or directory cannot be used; the message says which and why."""
 
 
+class LockLost(StateError):
+    """The deploy lock is no longer held by the one who renews it (released or taken over)."""
+
+
 def utcnow():
     return time.time()
 
@@ -341,8 +345,8 @@ def check_lock_ttl(ttl, option="ttl"):
     """``ttl`` as seconds, or a StateError naming ``option`` and the bounds."""
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= MAX_LOCK_TTL:
         raise StateError(
-            "%s must be a number of seconds between 1 and %d (%d h), got %r"
-            % (option, MAX_LOCK_TTL, MAX_LOCK_TTL // 3600, ttl)
+            "%s must be a number of seconds between 1 and %d (%d h), got %r; a long rollout renews its lock, it "
+            "does not need a longer ttl" % (option, MAX_LOCK_TTL, MAX_LOCK_TTL // 3600, ttl)
         )
     return ttl
 
@@ -372,7 +376,7 @@ class DeployLock:
     (same boot id and pid namespace, see machine_identity) that no longer exists (a killed
     ansible-playbook). A lock without a recorded machine (older versions) is stale by TTL only: its pid may
     belong to a live process elsewhere. A stale lock is reported, never silently stolen: the caller must
-    pass ``take_over_stale=True``, and the take-over is audited.
+    pass ``take_over_stale=True``, and the take-over is audited. A holder extends its lease with renew().
     """
 
     def __init__(self, state):
@@ -454,6 +458,31 @@ class DeployLock:
                     )
                     return lock, not current or bool(taken_over), taken_over
             time.sleep(poll)
+
+    def renew(self, holder, ttl=None):
+        """Extend the lease of ``holder``'s lock by ``ttl`` (default: the TTL it was taken with) from now.
+
+        Raises StateError naming the holder when the lock is free or held by someone else (taken over
+        while ``holder`` still worked): the caller must stop, it no longer runs under the lock.
+        """
+        with self.state.mutex("lock"):
+            current = self.read()
+            if not current or current.get("holder") != holder:
+                raise LockLost(
+                    "deploy lock on stack %r is no longer held by %r: %s"
+                    % (
+                        self.state.stack,
+                        holder,
+                        "it was released"
+                        if not current
+                        else "it is held by %r since %s (reason: %s)"
+                        % (current.get("holder"), iso(current.get("acquired_at")), current.get("reason")),
+                    )
+                )
+            ttl = check_lock_ttl(ttl or current.get("ttl") or 0)
+            lock = dict(current, expires_at=utcnow() + ttl)
+            atomic_write_json(self.file, lock)  # no audit line: a renewal is not an action, the acquire was
+            return lock
 
     def release(self, holder, force=False):
         """Release the lock. Returns False when it was already free; raises when someone else holds it."""

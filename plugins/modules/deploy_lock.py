@@ -19,7 +19,8 @@ description:
     another machine, or without a recorded machine (written by an older version), is stale by its TTL only.
     It is taken over only with O(take_over_stale=true) (V(stack_lock_take_over_stale=true) in the playbooks);
     every acquire, release, forced release and take-over is a line in the stack's audit log.
-  - Re-acquiring one's own lock renews its TTL.
+  - Re-acquiring one's own lock renews its TTL; M(tradeops.stack.rollout) renews the lock it runs under while
+    it waits on health gates, analysis and drains.
   - Every change of the lock is written with its audit line or not at all; on a full disk the task fails
     naming the file and the lock is left as it was.
 author:

@@ -229,6 +229,27 @@ def test_ttl_is_capped_and_the_error_names_the_option(state):
     assert held["ttl"] == _state.MAX_LOCK_TTL
 
 
+def test_renew_extends_the_lease_of_the_holder_only(state):
+    lock = _state.DeployLock(state)
+    held, _, _ = lock.acquire("alice", "deploy", ttl=60, owner_pid=os.getpid(), owner_machine="m")
+    renewed = lock.renew("alice")
+    assert renewed["expires_at"] >= held["expires_at"] and renewed["acquired_at"] == held["acquired_at"]
+    assert {k: v for k, v in renewed.items() if k != "expires_at"} == {
+        k: v for k, v in held.items() if k != "expires_at"
+    }
+    assert lock.read() == renewed
+    longer = lock.renew("alice", ttl=600)
+    assert longer["expires_at"] - renewed["expires_at"] > 500
+    with pytest.raises(_state.LockLost, match="no longer held by 'bob': it is held by 'alice'"):
+        lock.renew("bob")
+    lock.release("alice")
+    with pytest.raises(_state.LockLost, match="no longer held by 'alice': it was released"):
+        lock.renew("alice")
+    lock.acquire("alice", "deploy", ttl=60)
+    with pytest.raises(_state.StateError, match="^ttl must be"):
+        lock.renew("alice", ttl=_state.MAX_LOCK_TTL + 1)
+
+
 def test_the_stale_refusal_names_the_variable_to_set(state):
     lock = _state.DeployLock(state)
     lock.acquire("killed-run", "deploy", ttl=60, owner_pid=dead_pid(), owner_machine=_state.machine_identity())
