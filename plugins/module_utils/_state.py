@@ -88,30 +88,64 @@ def _write_all(fd, data):
         view = view[written:]
 
 
-def atomic_write_bytes(path, data, mode=0o640):
-    """Write ``path`` completely or not at all; any failure is a StateError naming ``path``.
-
-    A temporary file in the same directory is written, fsynced and renamed over ``path``; on failure it
-    is removed, so a full disk leaves the old file (or none), never a truncated one or a stray temp file.
-    """
-    directory = os.path.dirname(path) or "."
-    tmp = None
+def _written_temp(path, data, mode):
+    """A temporary file next to ``path`` holding all of ``data``, fsynced; removed again if that fails."""
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path) or ".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
         try:
             _write_all(fd, data)
             os.fsync(fd)
             os.fchmod(fd, mode)
         finally:
             os.close(fd)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _fsync_dir(path):
+    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_bytes(path, data, mode=0o640):
+    """Write ``path`` completely or not at all; any failure is a StateError naming ``path``.
+
+    A temporary file in the same directory is written, fsynced and renamed over ``path``; on failure it
+    is removed, so a full disk leaves the old file (or none), never a truncated one or a stray temp file.
+    """
+    tmp = None
+    try:
+        tmp = _written_temp(path, data, mode)
         os.rename(tmp, path)
         tmp = None
-        # fsync the directory so the rename itself survives a power loss
-        dir_fd = os.open(directory, os.O_RDONLY)
+        _fsync_dir(path)  # so the rename itself survives a power loss
+    except OSError as exc:
+        raise StateError("cannot write state file %s: %s" % (path, exc.strerror or exc))
+    finally:
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
+
+
+def create_once(path, data, mode=0o600):
+    """Create ``path`` holding ``data`` unless it exists, completely or not at all (a hard link of a written
+    temporary file: never replaces a file a concurrent run created first). Returns the file's content."""
+    tmp = None
+    try:
+        tmp = _written_temp(path, data, mode)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            os.link(tmp, path)
+        except FileExistsError:
+            with open(path, "rb") as handle:
+                return handle.read()
+        _fsync_dir(path)
+        return data
     except OSError as exc:
         raise StateError("cannot write state file %s: %s" % (path, exc.strerror or exc))
     finally:

@@ -557,6 +557,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     atomic_write_text,
     caller_identity,
     check_lock_ttl,
+    create_once,
     machine_identity,
 )
 
@@ -745,15 +746,17 @@ class Rollout:
         path = self.state.sub(".fingerprint-key")
         try:
             with open(path, "rb") as handle:
-                return handle.read()
+                key = handle.read()
         except IOError:
             if self.check:
                 return None
-        self.state.ensure()
-        key = os.urandom(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
+            self.state.ensure()
+            key = create_once(path, os.urandom(32))  # whole or absent, even on a full disk
+        if len(key) != 32:  # an older version cut by a full disk: fingerprints under it would be weak
+            raise StateError(
+                "secret fingerprint key %s is damaged (%d bytes, expected 32); remove it: the next rollout of "
+                "each service with secrets then restarts it once" % (path, len(key))
+            )
         return key
 
     def secret_fingerprints(self, names):

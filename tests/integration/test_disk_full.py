@@ -163,3 +163,31 @@ def test_diagnostics_on_a_full_disk_leaves_no_partial_archive(tmpfs):
     )
     assert res.get("failed") and str(dest) in res["msg"] and NOSPACE in res["msg"], res
     assert os.listdir(dest.parent) == []  # neither the archive nor a temp file of it
+
+
+def test_the_secret_fingerprint_key_is_never_left_cut_short(tmpfs, tmp_path):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "token").write_text("s3cret\n")
+    args = {
+        "stack": STACK,
+        "state_root": str(tmpfs),
+        "service": "svc",
+        "image": "tradeops/busybox:1.35",
+        "pull": "never",
+        "user": "65534:65534",
+        "secrets": ["token"],
+        "secrets_dir": str(secrets),
+        "resources": {"memory": "16m", "cpus": 0.1, "pids": 16},
+    }
+    StackState(STACK, str(tmpfs)).ensure()
+    filler = Filler(tmpfs)
+    key = tmpfs / STACK / ".fingerprint-key"
+    res = run_module("tradeops.stack.rollout", args)
+    assert res.get("failed") and str(key) in res["msg"] and NOSPACE in res["msg"], res
+    assert not key.exists() and not [p for p in key.parent.iterdir() if p.name.startswith(".fingerprint-key")]
+    # a key an older version left cut short is refused, naming the file, not used
+    filler.free(1 << 20)
+    key.write_bytes(b"")
+    res = run_module("tradeops.stack.rollout", args)
+    assert res.get("failed") and f"secret fingerprint key {key} is damaged (0 bytes" in res["msg"], res

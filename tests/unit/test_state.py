@@ -255,3 +255,13 @@ def test_the_stale_refusal_names_the_variable_to_set(state):
     lock.acquire("killed-run", "deploy", ttl=60, owner_pid=dead_pid(), owner_machine=_state.machine_identity())
     with pytest.raises(_state.StateError, match="STALE.*stack_lock_take_over_stale=true.*take_over_stale: true"):
         lock.acquire("next-run", "deploy", ttl=60)
+
+
+def test_create_once_is_whole_or_absent_and_never_replaces(state, tmp_path):
+    path = state.sub(".key")
+    assert _state.create_once(path, b"first") == b"first"
+    assert _state.create_once(path, b"second") == b"first"  # a concurrent run's file wins, unchanged
+    other = state.sub(".other")
+    res = run_limited(tmp_path, 100, ["_state.create_once(%r, b'k' * 5000)" % other])
+    assert res["ok"] is False and other in res["error"] and "File too large" in res["error"], res
+    assert sorted(os.listdir(state.path)) == sorted([*_state.SUBDIRS, ".key"])  # no key, no temp file
