@@ -8,18 +8,20 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 name: controller
-short_description: The controller's ansible-playbook process id and host name, for deploy locks
+short_description: The controller's ansible-playbook process id, host name and machine identity, for deploy locks
 version_added: 0.1.0
 description:
   - Returns facts about the controller run that a deploy lock records so that a killed run's lock is detected as
     stale; V(pid) is the process id of the C(ansible-playbook) (or C(ansible)) process running this play, V(host)
-    the controller's host name, V(user) the user running it.
-  - When the managed host is the controller itself (local connection), M(tradeops.stack.deploy_lock) and
-    M(tradeops.stack.rollout) report the lock stale as soon as that process is gone (C(kill -9), Ctrl-C).
-    On a remote host the TTL is what makes the lock stale.
+    the controller's host name, V(user) the user running it, V(machine) where that pid is meaningful,
+    C(<kernel boot id>/<pid namespace>) (for example C(0b4c...e1/pid:[4026531836])), or V(null) when unknown.
+  - M(tradeops.stack.deploy_lock) declares a lock stale because its process is gone only when the lock's
+    machine equals the machine the module runs on (the managed host is the controller itself, same boot and
+    pid namespace); then a killed run (C(kill -9), Ctrl-C) leaves a stale lock at once. Anywhere else, and for
+    a lock without a recorded machine, only the TTL makes the lock stale; a shared host name never does.
 options:
   _terms:
-    description: What to return, V(pid), V(host) or V(user).
+    description: What to return, V(pid), V(host), V(user) or V(machine).
     required: true
     type: list
     elements: str
@@ -32,6 +34,7 @@ EXAMPLES = r"""
     holder: "deploy {{ lookup('tradeops.stack.controller', 'user') }} {{ lookup('tradeops.stack.controller', 'pid') }}"
     owner_pid: "{{ lookup('tradeops.stack.controller', 'pid') }}"
     owner_host: "{{ lookup('tradeops.stack.controller', 'host') }}"
+    owner_machine: "{{ lookup('tradeops.stack.controller', 'machine') }}"
 """
 
 RETURN = r"""
@@ -47,6 +50,7 @@ import socket
 
 from ansible.errors import AnsibleError
 from ansible.plugins.lookup import LookupBase
+from ansible_collections.tradeops.stack.plugins.module_utils._state import machine_identity
 
 
 def _parent(pid):
@@ -90,8 +94,12 @@ class LookupModule(LookupBase):
                 out.append(controller_pid())
             elif term == "host":
                 out.append(socket.gethostname())
+            elif term == "machine":
+                out.append(machine_identity())
             elif term == "user":
                 out.append(os.environ.get("AWX_USER") or os.environ.get("TRADEOPS_OPERATOR") or getpass.getuser())
             else:
-                raise AnsibleError("tradeops.stack.controller: unknown term %r, expected pid, host or user" % term)
+                raise AnsibleError(
+                    "tradeops.stack.controller: unknown term %r, expected pid, host, user or machine" % term
+                )
         return out

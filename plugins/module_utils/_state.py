@@ -65,6 +65,10 @@ class StateError(Exception):
     """A state file or directory cannot be used; the message says which and why."""
 
 
+class LockLost(StateError):
+    """The deploy lock is no longer held by the one who renews it (released or taken over)."""
+
+
 def utcnow():
     return time.time()
 
@@ -76,26 +80,85 @@ def iso(ts):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def atomic_write_text(path, text, mode=0o640):
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+def _write_all(fd, data):
+    """os.write until every byte is out: a short write (full disk, file size limit) is retried, and the
+    error the retry then gets (ENOSPC, EFBIG) is raised instead of being lost."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # never seen on Linux, but a zero write must not loop forever
+            raise OSError(errno.EIO, "write returned %d" % written)
+        view = view[written:]
+
+
+def _written_temp(path, data, mode):
+    """A temporary file next to ``path`` holding all of ``data``, fsynced; removed again if that fails."""
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path) or ".")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
     except BaseException:
         with suppress(OSError):
             os.unlink(tmp)
         raise
-    # fsync the directory so the rename itself survives a power loss
-    dir_fd = os.open(directory, os.O_RDONLY)
+    return tmp
+
+
+def _fsync_dir(path):
+    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def atomic_write_bytes(path, data, mode=0o640):
+    """Write ``path`` completely or not at all; any failure is a StateError naming ``path``.
+
+    A temporary file in the same directory is written, fsynced and renamed over ``path``; on failure it
+    is removed, so a full disk leaves the old file (or none), never a truncated one or a stray temp file.
+    """
+    tmp = None
+    try:
+        tmp = _written_temp(path, data, mode)
+        os.rename(tmp, path)
+        tmp = None
+        _fsync_dir(path)  # so the rename itself survives a power loss
+    except OSError as exc:
+        raise StateError("cannot write state file %s: %s" % (path, exc.strerror or exc))
+    finally:
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
+
+
+def create_once(path, data, mode=0o600):
+    """Create ``path`` holding ``data`` unless it exists, completely or not at all (a hard link of a written
+    temporary file: never replaces a file a concurrent run created first). Returns the file's content."""
+    tmp = None
+    try:
+        tmp = _written_temp(path, data, mode)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            with open(path, "rb") as handle:
+                return handle.read()
+        _fsync_dir(path)
+        return data
+    except OSError as exc:
+        raise StateError("cannot write state file %s: %s" % (path, exc.strerror or exc))
+    finally:
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
+
+
+def atomic_write_text(path, text, mode=0o640):
+    atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
 def atomic_write_json(path, data, mode=0o640):
@@ -179,7 +242,11 @@ class StackState:
     def mutex(self, name="state"):
         """An exclusive flock serialising read-modify-write cycles between concurrent runs."""
         self.ensure()
-        handle = open(self.sub(".%s.mutex" % name), "a")  # noqa: SIM115 - held across the yield
+        path = self.sub(".%s.mutex" % name)
+        try:
+            handle = open(path, "a")  # noqa: SIM115 - held across the yield
+        except OSError as exc:
+            raise StateError("cannot open the lock file %s: %s" % (path, exc.strerror or exc))
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
@@ -189,29 +256,64 @@ class StackState:
 
     # -- audit log ---------------------------------------------------------------
     def audit(self, action, result, **fields):
-        """Append one JSON line: who, from where, what, result. Never pass secrets here."""
+        """Append one JSON line: who, from where, what, result. Never pass secrets here.
+
+        The line is written whole or not at all: a short write is continued, and when the rest cannot be
+        written (full disk) the file is truncated back to its size before this event (recorded under the
+        flock, so no other writer appended in between) and a StateError names the log. Concurrent writers
+        hold the flock, so a line is never interleaved with another one.
+        """
         self.ensure()
         event = {"ts": iso(utcnow()), "stack": self.stack, "action": action, "result": result}
         event.update(caller_identity())
         event.update(fields)
-        line = json.dumps(event, sort_keys=True, default=str) + "\n"
-        fd = os.open(self.sub("audit.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        line = (json.dumps(event, sort_keys=True, default=str) + "\n").encode("utf-8")
+        path = self.sub("audit.log")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise StateError("cannot append to the audit log %s: %s" % (path, exc.strerror or exc))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
+            start = os.fstat(fd).st_size
+            try:
+                _write_all(fd, line)
+                os.fsync(fd)
+            except OSError as exc:
+                try:
+                    os.ftruncate(fd, start)
+                    os.fsync(fd)
+                    undone = "the partial line was removed"
+                except OSError as undo:
+                    undone = "the partial line could NOT be removed (%s): inspect the end of the file" % undo.strerror
+                raise StateError(
+                    "cannot append to the audit log %s: %s; %s, event %s not recorded"
+                    % (path, exc.strerror or exc, undone, action)
+                )
         finally:
             os.close(fd)
         return event
 
     def read_audit(self, limit=None):
+        """The events, oldest first.
+
+        A line that is not one JSON object (torn by a full disk under an older version, which did not
+        truncate it back, so the next event was glued onto it) does not hide the rest of the log: it is
+        returned in place as ``{"action": "unreadable", "path", "line", "raw"}`` (the first 200 characters),
+        and an event glued onto its end is recovered after it. Nothing is dropped silently.
+        """
+        path = self.sub("audit.log")
         try:
-            with open(self.sub("audit.log")) as handle:
-                events = [json.loads(line) for line in handle if line.strip()]
+            with open(path, "rb") as handle:
+                raw_lines = handle.read().decode("utf-8", "replace").split("\n")
         except IOError as exc:
             if exc.errno == errno.ENOENT:
                 return []
-            raise
+            raise StateError("cannot read the audit log %s: %s" % (path, exc.strerror or exc))
+        events = []
+        for number, text in enumerate(raw_lines, 1):
+            if text.strip():
+                events.extend(_audit_line(path, number, text))
         return events[-limit:] if limit else events
 
     # -- paper blocks (written by paper_block, read by rollout for the freeze) -----
@@ -231,6 +333,28 @@ class StackState:
         path = self.sub("metrics", "%s.prom" % name)
         atomic_write_text(path, "\n".join(lines) + "\n", mode=0o644)
         return path
+
+
+def _audit_line(path, number, text):
+    try:
+        event = json.loads(text)
+        if isinstance(event, dict):
+            return [event]
+    except ValueError:
+        pass
+    out = [{"action": "unreadable", "result": "torn", "path": path, "line": number, "raw": text[:200]}]
+    decoder = json.JSONDecoder()
+    start = text.find("{", 1)
+    while start != -1:  # the event glued onto the torn one: the first "{" from which the rest parses whole
+        try:
+            glued, end = decoder.raw_decode(text, start)
+            if isinstance(glued, dict) and "action" in glued and "ts" in glued and not text[end:].strip():
+                out.append(glued)
+                break
+        except ValueError:
+            pass
+        start = text.find("{", start + 1)
+    return out
 
 
 def pid_alive(pid):
@@ -253,13 +377,47 @@ def pid_alive(pid):
     return data[data.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
+# The longest a deploy lock may be taken for. A lock outlives a killed run that left no trace of its
+# process by up to its TTL; a long rollout renews its lease instead of asking for a long TTL.
+MAX_LOCK_TTL = 6 * 3600
+
+
+def check_lock_ttl(ttl, option="ttl"):
+    """``ttl`` as seconds, or a StateError naming ``option`` and the bounds."""
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= MAX_LOCK_TTL:
+        raise StateError(
+            "%s must be a number of seconds between 1 and %d (%d h), got %r; a long rollout renews its lock, it "
+            "does not need a longer ttl" % (option, MAX_LOCK_TTL, MAX_LOCK_TTL // 3600, ttl)
+        )
+    return ttl
+
+
+def machine_identity():
+    """Where a process id means this process: ``<boot id>/<pid namespace>``, or None when unknown.
+
+    A pid names one process only within one boot of one kernel and one pid namespace. The host name says
+    neither (a bastion and a Docker host can share it, containers from one image do), nor does
+    /etc/machine-id: it survives reboots (pids do not), is shared by cloned VMs and by containers built from
+    one image, and is often absent in containers. The kernel's boot id is random per boot and shared by all
+    containers on it, so the pid namespace is added to tell them apart.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return "%s/%s" % (boot, namespace) if boot and namespace else None
+
+
 class DeployLock:
     """A host lock with holder, reason, TTL and wait, in <state>/lock.json.
 
-    A lock is *stale* when its TTL has passed, or when it records an owner
-    process on this very host that no longer exists (a killed ansible-playbook).
-    A stale lock is reported, never silently stolen: the caller must pass
-    ``take_over_stale=True``, and the take-over is audited.
+    A lock is *stale* when its TTL has passed, or when it records an owner process on this very machine
+    (same boot id and pid namespace, see machine_identity) that no longer exists (a killed
+    ansible-playbook). A lock without a recorded machine (older versions) is stale by TTL only: its pid may
+    belong to a live process elsewhere. A stale lock is reported, never silently stolen: the caller must
+    pass ``take_over_stale=True``, and the take-over is audited. A holder extends its lease with renew().
     """
 
     def __init__(self, state):
@@ -269,14 +427,15 @@ class DeployLock:
     def read(self):
         return read_json(self.file)
 
-    def staleness(self, lock, now=None):
-        """Why ``lock`` is stale, or None when it is live."""
+    def staleness(self, lock, now=None, here=None):
+        """Why ``lock`` is stale, or None when it is live. ``here`` is this machine's identity (default: probed)."""
         now = utcnow() if now is None else now
         if lock.get("expires_at") is not None and now >= lock["expires_at"]:
             return "TTL expired at %s" % iso(lock["expires_at"])
-        pid, host = lock.get("owner_pid"), lock.get("owner_host")
-        if pid and host == socket.gethostname() and not pid_alive(pid):
-            return "owner process %s on %s is gone" % (pid, host)
+        pid, machine = lock.get("owner_pid"), lock.get("owner_machine")
+        here = machine_identity() if here is None else here
+        if pid and machine and machine == here and not pid_alive(pid):
+            return "owner process %s on %s is gone" % (pid, lock.get("owner_host") or machine)
         return None
 
     def status(self):
@@ -286,15 +445,25 @@ class DeployLock:
         reason = self.staleness(lock)
         return dict(lock, held=True, stale=reason is not None, stale_reason=reason)
 
-    def acquire(self, holder, reason, ttl, wait=0, poll=0.5, take_over_stale=False, owner_pid=None, owner_host=None):
+    def acquire(
+        self,
+        holder,
+        reason,
+        ttl,
+        wait=0,
+        poll=0.5,
+        take_over_stale=False,
+        owner_pid=None,
+        owner_host=None,
+        owner_machine=None,
+    ):
         """Take the lock or raise StateError naming the holder. Re-acquiring one's own lock renews it.
 
         Returns ``(lock, changed, taken_over)``.
         """
         if not holder:
             raise StateError("lock holder must be a non-empty string")
-        if ttl <= 0:
-            raise StateError("lock ttl must be a positive number of seconds, got %r" % (ttl,))
+        check_lock_ttl(ttl)
         deadline = utcnow() + max(0, wait)
         while True:
             with self.state.mutex("lock"):
@@ -315,15 +484,46 @@ class DeployLock:
                         "reason": reason,
                         "acquired_at": now if not current or taken_over else current.get("acquired_at", now),
                         "expires_at": now + ttl,
+                        "ttl": ttl,
                         "owner_pid": owner_pid,
                         "owner_host": owner_host,
+                        "owner_machine": owner_machine,
                     }
-                    atomic_write_json(self.file, lock)
-                    if taken_over:
-                        self.state.audit("lock_take_over", "ok", holder=holder, reason=reason, previous=taken_over)
-                    self.state.audit("lock_acquire", "ok", holder=holder, reason=reason, ttl=ttl)
+                    self._write_audited(
+                        current,
+                        lock,
+                        ("lock_take_over", dict(holder=holder, reason=reason, previous=taken_over))
+                        if taken_over
+                        else None,
+                        ("lock_acquire", dict(holder=holder, reason=reason, ttl=ttl)),
+                    )
                     return lock, not current or bool(taken_over), taken_over
             time.sleep(poll)
+
+    def renew(self, holder, ttl=None):
+        """Extend the lease of ``holder``'s lock by ``ttl`` (default: the TTL it was taken with) from now.
+
+        Raises StateError naming the holder when the lock is free or held by someone else (taken over
+        while ``holder`` still worked): the caller must stop, it no longer runs under the lock.
+        """
+        with self.state.mutex("lock"):
+            current = self.read()
+            if not current or current.get("holder") != holder:
+                raise LockLost(
+                    "deploy lock on stack %r is no longer held by %r: %s"
+                    % (
+                        self.state.stack,
+                        holder,
+                        "it was released"
+                        if not current
+                        else "it is held by %r since %s (reason: %s)"
+                        % (current.get("holder"), iso(current.get("acquired_at")), current.get("reason")),
+                    )
+                )
+            ttl = check_lock_ttl(ttl or current.get("ttl") or 0)
+            lock = dict(current, expires_at=utcnow() + ttl)
+            atomic_write_json(self.file, lock)  # no audit line: a renewal is not an action, the acquire was
+            return lock
 
     def release(self, holder, force=False):
         """Release the lock. Returns False when it was already free; raises when someone else holds it."""
@@ -336,11 +536,34 @@ class DeployLock:
                     "deploy lock is held by %r (reason: %s), not by %r; pass force to release it anyway"
                     % (current.get("holder"), current.get("reason"), holder)
                 )
-            os.unlink(self.file)
-            self.state.audit(
-                "lock_release", "ok", holder=holder, forced=bool(force), previous_holder=current.get("holder")
+            self._write_audited(
+                current,
+                None,
+                ("lock_release", dict(holder=holder, forced=bool(force), previous_holder=current.get("holder"))),
             )
             return True
+
+    def _write_audited(self, previous, lock, *events):
+        """Write ``lock`` (None: remove the file), then audit ``events``; when the audit log cannot take them
+        (full disk), put ``previous`` back, so that no lock change happens without its audit line."""
+        if lock is None:
+            os.unlink(self.file)
+        else:
+            atomic_write_json(self.file, lock)
+        try:
+            for event in events:
+                if event:
+                    self.state.audit(event[0], "ok", **event[1])
+        except StateError as exc:
+            try:
+                if previous:
+                    atomic_write_json(self.file, previous)
+                elif lock is not None:
+                    os.unlink(self.file)
+                undone = "the lock was left as it was before"
+            except (OSError, StateError) as undo:
+                undone = "the lock could NOT be put back (%s): check %s" % (undo, self.file)
+            raise StateError("%s; %s" % (exc, undone))
 
     def _held_message(self, lock, stale):
         msg = "deploy lock on stack %r is held by %r since %s (reason: %s)" % (
@@ -350,5 +573,12 @@ class DeployLock:
             lock.get("reason"),
         )
         if stale:
-            return msg + "; the lock is STALE (%s): re-run with take-over of stale locks to take it" % stale
+            return (
+                msg
+                + (
+                    "; the lock is STALE (%s): to take it over, set stack_lock_take_over_stale=true (playbooks) or "
+                    "take_over_stale: true (tradeops.stack.deploy_lock, rollout lock.take_over_stale); audited"
+                )
+                % stale
+            )
         return msg + "; it expires at %s. Wait for it (lock wait) or ask the holder." % iso(lock.get("expires_at"))

@@ -14,10 +14,15 @@ version_added: 0.1.0
 description:
   - One lock per stack in C(<state_root>/<stack>/lock.json) with holder, reason, TTL and the controller process
     that holds it. M(tradeops.stack.rollout) runs under it.
-  - A lock whose TTL passed, or whose O(owner_pid) on O(owner_host) no longer exists (a killed ansible-playbook),
-    is reported as stale. It is taken over only with O(take_over_stale=true); every acquire, release, forced
-    release and take-over is a line in the stack's audit log.
-  - Re-acquiring one's own lock renews its TTL.
+  - A lock whose TTL passed, or whose O(owner_pid) no longer exists on O(owner_machine) when that is the machine
+    the module runs on (a killed ansible-playbook on the Docker host itself), is reported as stale. A lock of
+    another machine, or without a recorded machine (written by an older version), is stale by its TTL only.
+    It is taken over only with O(take_over_stale=true) (V(stack_lock_take_over_stale=true) in the playbooks);
+    every acquire, release, forced release and take-over is a line in the stack's audit log.
+  - Re-acquiring one's own lock renews its TTL; M(tradeops.stack.rollout) renews the lock it runs under while
+    it waits on health gates, analysis and drains.
+  - Every change of the lock is written with its audit line or not at all; on a full disk the task fails
+    naming the file and the lock is left as it was.
 author:
   - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
@@ -53,7 +58,7 @@ options:
     type: str
     default: deploy
   ttl:
-    description: Seconds after which the lock is stale.
+    description: Seconds after which the lock is stale; at most 21600 (6 h).
     type: int
     default: 1800
   wait:
@@ -71,10 +76,19 @@ options:
   owner_pid:
     description:
       - PID of the controller process that holds the lock, normally
-        C(lookup('tradeops.stack.controller', 'pid')). When that process is gone from O(owner_host), the lock is stale.
+        C(lookup('tradeops.stack.controller', 'pid')). When that process is gone from O(owner_machine), the lock is
+        stale.
     type: int
   owner_host:
-    description: Host name of O(owner_pid), normally C(lookup('tradeops.stack.controller', 'host')).
+    description:
+      - Host name of O(owner_pid), normally C(lookup('tradeops.stack.controller', 'host')). Shown to people only;
+        staleness never depends on it.
+    type: str
+  owner_machine:
+    description:
+      - Where O(owner_pid) is meaningful, normally C(lookup('tradeops.stack.controller', 'machine'))
+        (kernel boot id and pid namespace). The owner process is checked only when this equals the machine the
+        module runs on; without it the lock is stale by its TTL only.
     type: str
 seealso:
   - module: tradeops.stack.rollout
@@ -89,6 +103,7 @@ EXAMPLES = r"""
     wait: 60
     owner_pid: "{{ lookup('tradeops.stack.controller', 'pid') }}"
     owner_host: "{{ lookup('tradeops.stack.controller', 'host') }}"
+    owner_machine: "{{ lookup('tradeops.stack.controller', 'machine') }}"
 
 - name: Who holds it?
   tradeops.stack.deploy_lock:
@@ -109,7 +124,8 @@ lock:
   returned: always
   type: dict
   sample: {held: true, holder: deploy alice 4242, reason: release 1.4.2, acquired_at: 1763859000.1,
-           expires_at: 1763860800.1, owner_pid: 4242, owner_host: ctl1, stale: false, stale_reason: null}
+           expires_at: 1763860800.1, ttl: 1800, owner_pid: 4242, owner_host: ctl1,
+           owner_machine: "0b4c2a9e-8f1d-4c51-9a77-2d3f6b1e90e1/pid:[4026531836]", stale: false, stale_reason: null}
 taken_over:
   description: The stale lock that was taken over, with the reason it was stale.
   returned: when a stale lock was taken over
@@ -124,6 +140,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     DeployLock,
     StackState,
     StateError,
+    check_lock_ttl,
 )
 
 
@@ -138,6 +155,7 @@ class LockManager:
 
     def acquired(self):
         p = self.p
+        check_lock_ttl(p["ttl"])
         current = self.lock.status()
         mine = current.get("held") and current.get("holder") == p["holder"]
         if self.module.check_mode:
@@ -156,6 +174,7 @@ class LockManager:
             take_over_stale=p["take_over_stale"],
             owner_pid=p["owner_pid"],
             owner_host=p["owner_host"],
+            owner_machine=p["owner_machine"],
         )
         result = dict(changed=bool(changed), lock=self.lock.status())
         if taken_over:
@@ -192,6 +211,7 @@ def main():
         force=dict(type="bool", default=False),
         owner_pid=dict(type="int"),
         owner_host=dict(type="str"),
+        owner_machine=dict(type="str"),
     )
     argument_spec.update(STATE_ARG_SPEC)
     module = AnsibleModule(

@@ -46,7 +46,9 @@ options:
     default: 24h
   dest:
     description:
-      - Path of the archive on the managed host.
+      - Path of the archive on the managed host. It is written completely or not at all; a failed write (for
+        example a full disk) leaves no partial archive, and an existing file at O(dest) is kept until the new one
+        is complete.
       - Defaults to C(<state_root>/<stack>/reports/diagnostics-<UTC time>.tar.gz).
     type: path
   redact_dirs:
@@ -146,6 +148,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     STATE_ARG_SPEC,
     StackState,
     StateError,
+    atomic_write_bytes,
 )
 
 TOKEN_PATTERNS = [
@@ -332,9 +335,8 @@ def main():
         directory = os.path.dirname(dest)
         if not os.path.isdir(directory):
             os.makedirs(directory, mode=0o750)
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        # complete or absent: a failed write (full disk) removes its partial archive, never a half bundle
+        atomic_write_bytes(dest, data, mode=0o600)
     except (OSError, StateError) as exc:
         module.fail_json(msg="cannot write the diagnostics bundle %s: %s" % (dest, exc))
     module.exit_json(

@@ -500,9 +500,20 @@ class PaperBlock:
         current = self.active()
         if current and current.get("status", "active") == "active":
             if current.get("id") == p.id:
+                recovered = self.read_block(p.id) is None
+                if recovered and not self.check:
+                    # interrupted between the freeze and the history record (see below): finish that start
+                    with self.state.mutex("blocks"):
+                        atomic_write_json(self.block_path(p.id), current)
+                    self.state.audit("paper_block_recover", "ok", block=p.id, status="active")
                 return {
-                    "changed": False,
-                    "msg": "block %s is already active (started %s)" % (p.id, iso(current.get("started_at"))),
+                    "changed": recovered,
+                    "msg": "block %s is already active (started %s)%s"
+                    % (
+                        p.id,
+                        iso(current.get("started_at")),
+                        "; wrote its missing history record (interrupted run)" if recovered else "",
+                    ),
                     "block": current,
                     "active": True,
                     "elapsed_seconds": round(utcnow() - current["started_at"], 3),
@@ -569,17 +580,33 @@ class PaperBlock:
                 again = self.state.active_block()
                 if again and again.get("status", "active") == "active":
                     raise BlockError("paper block %s became active while this one was starting" % again.get("id"))
-                atomic_write_json(self.block_path(p.id), record)  # history first, then the freeze
-                atomic_write_json(self.state.sub("blocks", "active.json"), record)
-            self.state.audit(
-                "paper_block_start",
-                "ok",
-                block=p.id,
-                operator=p.operator,
-                reason=p.reason,
-                planned_end=iso(record["planned_end"]),
-                containers=len(record["manifest"]),
-            )
+                # The freeze first, then the history record and the audit line: whatever a full disk or a crash
+                # leaves, status and rollout see the block (active.json holds the whole record). A failed history
+                # or audit write removes both again, so the task fails with no block at all; a crash in between
+                # is finished by starting the same id again (above) or by completing or aborting the block.
+                active_path = self.state.sub("blocks", "active.json")
+                atomic_write_json(active_path, record)
+                try:
+                    atomic_write_json(self.block_path(p.id), record)
+                    self.state.audit(
+                        "paper_block_start",
+                        "ok",
+                        block=p.id,
+                        operator=p.operator,
+                        reason=p.reason,
+                        planned_end=iso(record["planned_end"]),
+                        containers=len(record["manifest"]),
+                    )
+                except StateError as exc:
+                    undone = "the block was not started"
+                    for path in (active_path, self.block_path(p.id)):
+                        try:
+                            os.unlink(path)
+                        except FileNotFoundError:
+                            pass
+                        except OSError as undo:
+                            undone = "the block may be ACTIVE: %s could not be removed (%s)" % (path, undo.strerror)
+                    raise StateError("%s; %s" % (exc, undone))
             metrics_file = self.write_metrics(record, now, zai=False, window=None)
         return {
             "changed": True,

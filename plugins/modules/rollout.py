@@ -367,9 +367,13 @@ options:
     description:
       - The stack's deploy lock. If O(lock.holder) already holds it (taken by M(tradeops.stack.deploy_lock) for the
         whole play), the rollout runs under it; otherwise the rollout takes and releases it itself.
-      - A lock the rollout takes itself records the module's own process on the Docker host as its owner, so it
-        turns stale exactly when that process is gone (controller and module killed), and never while a module
-        whose controller died is still changing containers.
+      - A lock the rollout takes itself records the module's own process and machine (boot id and pid
+        namespace) on the Docker host as its owner, so it turns stale exactly when that process is gone
+        (controller and module killed), and never while a module whose controller died is still changing
+        containers.
+      - While it waits (health gate, analysis, monitor, drains) the rollout renews the lease of the lock it runs
+        under, its own or the play's, every third of its TTL, so a rollout longer than the TTL is not taken
+        over. If someone else holds the lock by then, the rollout fails naming them and rolls back.
     type: dict
     default: {}
     suboptions:
@@ -377,7 +381,9 @@ options:
         description: Holder name. Default is C(rollout <service> <user>@<host> pid <module pid>).
         type: str
       ttl:
-        description: Seconds after which the lock is stale.
+        description:
+          - Seconds after which a lock the rollout takes is stale unless renewed; at most 21600 (6 h).
+          - Under the play's lock, that lock is renewed by the TTL it was taken with.
         type: int
         default: 900
       wait:
@@ -545,10 +551,14 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     LABEL_SPEC_HASH,
     STATE_ARG_SPEC,
     DeployLock,
+    LockLost,
     StackState,
     StateError,
     atomic_write_text,
     caller_identity,
+    check_lock_ttl,
+    create_once,
+    machine_identity,
 )
 
 
@@ -698,6 +708,8 @@ class Rollout:
         self.primary_net = self.networks[0]["name"]
         self.own_lock = False
         self.lock_holder = None
+        self.lock_ttl = check_lock_ttl((self.p["lock"] or {}).get("ttl") or 900, "lock.ttl")
+        self.lock_renew_at = None  # time.monotonic() of the next lease renewal, None: no lock to renew
         self.analysis = Analysis(self.p["analysis"], self.warn) if self.p["analysis"] else None
         self.gate_report = None
 
@@ -734,15 +746,17 @@ class Rollout:
         path = self.state.sub(".fingerprint-key")
         try:
             with open(path, "rb") as handle:
-                return handle.read()
+                key = handle.read()
         except IOError:
             if self.check:
                 return None
-        self.state.ensure()
-        key = os.urandom(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
+            self.state.ensure()
+            key = create_once(path, os.urandom(32))  # whole or absent, even on a full disk
+        if len(key) != 32:  # an older version cut by a full disk: fingerprints under it would be weak
+            raise StateError(
+                "secret fingerprint key %s is damaged (%d bytes, expected 32); remove it: the next rollout of "
+                "each service with secrets then restarts it once" % (path, len(key))
+            )
         return key
 
     def secret_fingerprints(self, names):
@@ -868,7 +882,11 @@ class Rollout:
     def gate(self, container, label="gate"):
         t = time.monotonic()
         res = D.wait_healthy(
-            container, self.p["health"]["timeout"], http=self.p["health"].get("http"), network=self.primary_net
+            container,
+            self.p["health"]["timeout"],
+            http=self.p["health"].get("http"),
+            network=self.primary_net,
+            stop_early=self.keep_lock,  # called every poll; never stops the gate, raises when the lock is lost
         )
         self.timings[label] = round(time.monotonic() - t, 2)
         report = res.as_dict()
@@ -881,6 +899,7 @@ class Rollout:
 
     def watch(self, container):
         """Post-promotion: the instance must keep running and not turn unhealthy."""
+        self.keep_lock()
         container.reload()
         state = container.attrs["State"]
         health = (state.get("Health") or {}).get("Status")
@@ -944,19 +963,53 @@ class Rollout:
         lock = DeployLock(self.state)
         current = lock.read()
         if current and current.get("holder") == holder and not lock.staleness(current):
-            return  # the play holds the lock for all of its rollouts
-        lock.acquire(
-            holder,
-            self.p["reason"] or "rollout %s" % self.service,
-            cfg.get("ttl") or 900,
-            wait=cfg.get("wait") or 0,
-            take_over_stale=bool(cfg.get("take_over_stale")),
-            owner_pid=pid,
-            owner_host=host,
-        )
-        self.own_lock = True
+            # the play holds the lock for all of its rollouts; renewed at the TTL it was taken with
+            self.lock_ttl = current.get("ttl") or self.lock_ttl
+        else:
+            lock.acquire(
+                holder,
+                self.p["reason"] or "rollout %s" % self.service,
+                self.lock_ttl,
+                wait=cfg.get("wait") or 0,
+                take_over_stale=bool(cfg.get("take_over_stale")),
+                owner_pid=pid,
+                owner_host=host,
+                owner_machine=machine_identity(),
+            )
+            self.own_lock = True
+        self.lock_renew_at = time.monotonic() + self.lock_ttl / 3.0
+
+    def keep_lock(self):
+        """Renew the lease of the lock this rollout runs under (its own or the play's), at most every ttl/3 s.
+
+        Called by the waits (health gate, analysis, monitor, drains), so a rollout longer than the TTL is never
+        taken over while it works. When someone else holds the lock now (taken over as stale, or force
+        released), the rollout fails naming them and rolls back; it does not try to renew again.
+        """
+        if self.lock_renew_at is None or time.monotonic() < self.lock_renew_at:
+            return False
+        self.lock_renew_at = None
+        try:
+            DeployLock(self.state).renew(self.lock_holder, ttl=self.lock_ttl)
+        except LockLost as exc:
+            self.own_lock = False  # not ours any more: never release the new holder's lock
+            raise RolloutFailed("lost the deploy lock while rolling out %s: %s" % (self.service, exc), stage="lock")
+        except StateError as exc:  # could not write (full disk): the lease still runs, try again soon
+            self.warn("could not renew the deploy lock (will retry): %s" % exc)
+            self.lock_renew_at = time.monotonic() + min(5.0, self.lock_ttl / 10.0)
+            return False
+        self.lock_renew_at = time.monotonic() + self.lock_ttl / 3.0
+        return False
+
+    def pause(self, seconds):
+        """Sleep ``seconds`` while keeping the lock."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.keep_lock()
+            time.sleep(min(0.25, max(0.0, end - time.monotonic())))
 
     def release_lock(self):
+        self.lock_renew_at = None
         if self.own_lock:
             try:
                 DeployLock(self.state).release(self.lock_holder)
@@ -1733,7 +1786,7 @@ class BlueGreen:
             # the old colour stays in the upstream as a backup until the drain ends: a new colour that
             # refuses or drops connections in its first seconds under full load falls back to it
             self.switch(target, rel["id"], backup=self.previous_colour)
-            time.sleep(self.proxy_cfg["drain"])
+            ro.pause(self.proxy_cfg["drain"])
             ro.watch(new)  # died during the drain: roll back while the old colour still runs
             self.switch(target, rel["id"])  # second validated reload, without the backup
             ro.stop(old, keep=True)
@@ -1754,7 +1807,7 @@ class BlueGreen:
                 ro.gate(old, label="rollback_gate")
                 if self.switched or self.upstream_colour() != self.previous_colour:
                     self.switch(self.previous_colour, old.labels.get("tradeops.release"))
-                    time.sleep(min(self.proxy_cfg["drain"], 2))
+                    ro.pause(min(self.proxy_cfg["drain"], 2))
         new = ro.containers().get(self.name(target)) if target else None
         if new is not None and new.id == getattr(self, "new_id", None):
             ro.stop(new, keep=False)

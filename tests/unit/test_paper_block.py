@@ -318,18 +318,56 @@ def all_json_valid(root):
     return True
 
 
-def test_crash_between_start_writes_leaves_valid_json_and_the_rerun_converges(env, monkeypatch):
-    crash_after(monkeypatch, 1)  # history record written, active.json not
+def test_crash_between_start_writes_leaves_a_block_status_sees_and_the_rerun_converges(env, monkeypatch):
+    crash_after(monkeypatch, 1)  # the freeze (active.json) written, the history record not
     with pytest.raises(Crash):
         run_main(dict(env, state="started", id="b1", reason="unit"))
     stack = Path(env["state_root"]) / env["stack"]
-    assert all_json_valid(stack) and not (stack / "blocks" / "active.json").exists()
+    assert all_json_valid(stack) and not (stack / "blocks" / "b1.json").exists()
     assert not [p for p in (stack / "blocks").iterdir() if p.name.startswith(".")]  # no temp file left
     monkeypatch.undo()
+    # what status and rollout's freeze read (status itself also needs Prometheus)
+    assert pb.StackState(env["stack"], env["state_root"]).active_block()["id"] == "b1"
     res = run_main(dict(env, state="started", id="b1", reason="unit"))
     assert res["changed"] and "interrupted run" in res["msg"]
-    assert json.loads((stack / "blocks" / "active.json").read_text())["id"] == "b1"
+    assert json.loads((stack / "blocks" / "b1.json").read_text())["status"] == "active"
     assert run_main(dict(env, state="started", id="b1", reason="unit"))["changed"] is False
+
+
+def test_a_history_record_an_older_version_wrote_without_active_json_is_finished(env):
+    # the order before this version wrote the history record first: a start cut there is finished by a re-run
+    assert run_main(dict(env, state="started", id="b1", reason="unit"))["changed"]
+    stack = Path(env["state_root"]) / env["stack"]
+    (stack / "blocks" / "active.json").unlink()
+    res = run_main(dict(env, state="started", id="b1", reason="unit"))
+    assert res["changed"] and "not marked active" in res["msg"]
+    assert json.loads((stack / "blocks" / "active.json").read_text())["id"] == "b1"
+
+
+@pytest.mark.parametrize("failing", ["history", "audit"])
+def test_a_start_whose_history_or_audit_write_fails_leaves_no_block(env, monkeypatch, failing):
+    stack = Path(env["state_root"]) / env["stack"]
+    if failing == "history":
+        real = pb.atomic_write_json
+
+        def write(path, data, mode=0o640):
+            if path.endswith("b1.json"):
+                raise pb.StateError("cannot write state file %s: No space left on device" % path)
+            real(path, data, mode=mode)
+
+        monkeypatch.setattr(pb, "atomic_write_json", write)
+    else:
+
+        def audit(self, action, result, **fields):
+            raise pb.StateError("cannot append to the audit log %s: No space left on device" % self.sub("audit.log"))
+
+        monkeypatch.setattr(pb.StackState, "audit", audit)
+    res = run_main(dict(env, state="started", id="b1", reason="unit"))
+    assert res["failed"] and "No space left on device" in res["msg"] and "the block was not started" in res["msg"]
+    assert ("b1.json" if failing == "history" else "audit.log") in res["msg"]
+    assert not (stack / "blocks" / "active.json").exists() and not (stack / "blocks" / "b1.json").exists()
+    monkeypatch.undo()
+    assert pb.StackState(env["stack"], env["state_root"]).active_block() is None
 
 
 @pytest.mark.parametrize("writes", [0, 1])

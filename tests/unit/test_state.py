@@ -49,7 +49,7 @@ def test_stale_lock_of_a_dead_process_is_reported_and_only_taken_over_on_request
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock = _state.DeployLock(state)
-    lock.acquire("killed-run", "deploy", ttl=3600, owner_pid=dead.pid, owner_host=os.uname().nodename)
+    lock.acquire("killed-run", "deploy", ttl=3600, owner_pid=dead.pid, owner_machine=_state.machine_identity())
     status = lock.status()
     assert status["stale"] and "is gone" in status["stale_reason"]
     with pytest.raises(_state.StateError, match="STALE"):
@@ -72,7 +72,7 @@ def test_a_zombie_owner_is_gone(state):
         assert _state.pid_alive(zombie.pid) is False
         assert _state.pid_alive(os.getpid()) is True
         lock = _state.DeployLock(state)
-        lock.acquire("killed-run", "deploy", ttl=3600, owner_pid=zombie.pid, owner_host=socket.gethostname())
+        lock.acquire("killed-run", "deploy", ttl=3600, owner_pid=zombie.pid, owner_machine=_state.machine_identity())
         assert "is gone" in lock.status()["stale_reason"]
     finally:
         zombie.wait()
@@ -94,3 +94,174 @@ def test_audit_lines_are_json_with_identity(state):
 def test_textfile_is_valid_exposition(state):
     path = state.write_metrics("demo", [_state.prom_line("x_up", True, {"check": 'a"b'}), _state.prom_line("y", 1.5)])
     assert open(path).read() == 'x_up{check="a\\"b"} 1\ny 1.5\n'
+
+
+# -- complete or absent: writes that hit a file size limit behave as on a full disk ----------------------------
+# RLIMIT_FSIZE makes the kernel cut a write short and then fail the rest with EFBIG, exactly what a full disk
+# does with ENOSPC; in a child process, so the limit (and SIGXFSZ, ignored) stays there.
+LIMITED = """
+import json, resource, signal, sys
+sys.path.insert(0, {collections!r})
+from ansible_collections.tradeops.stack.plugins.module_utils import _state
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+state = _state.StackState("cdb", root={root!r})
+try:
+{body}
+    print(json.dumps({{"ok": True}}))
+except _state.StateError as exc:
+    print(json.dumps({{"ok": False, "error": str(exc), "type": type(exc).__name__}}))
+"""
+
+
+def run_limited(tmp_path, limit, body):
+    from conftest import COLLECTIONS
+
+    code = LIMITED.format(
+        collections=str(COLLECTIONS), limit=limit, root=str(tmp_path), body="\n".join("    " + b for b in body)
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_write_that_does_not_fit_names_the_file_keeps_the_old_one_and_leaves_no_temp_file(state, tmp_path):
+    path = state.sub("releases", "api.json")
+    _state.atomic_write_json(path, {"old": True})
+    res = run_limited(tmp_path, 1000, ["_state.atomic_write_json(%r, {'x': 'y' * 5000})" % path])
+    assert res["ok"] is False and res["type"] == "StateError", res
+    assert path in res["error"] and "File too large" in res["error"], res
+    assert json.load(open(path)) == {"old": True}
+    assert os.listdir(state.sub("releases")) == ["api.json"]
+
+
+def test_an_audit_line_that_does_not_fit_is_removed_whole_and_the_error_names_the_log(state, tmp_path):
+    state.audit("first", "ok")
+    size = os.path.getsize(state.sub("audit.log"))
+    # room for 60 more bytes: the old code wrote a 60-byte fragment and reported success
+    res = run_limited(tmp_path, size + 60, ["state.audit('lock_acquire', 'ok', holder='x' * 200)"])
+    assert res["ok"] is False, res
+    assert state.sub("audit.log") in res["error"] and "File too large" in res["error"], res
+    assert "lock_acquire not recorded" in res["error"]
+    assert os.path.getsize(state.sub("audit.log")) == size
+    state.audit("after", "ok")
+    assert [e["action"] for e in state.read_audit()] == ["first", "after"]
+
+
+def test_a_lock_change_whose_audit_line_does_not_fit_is_undone(state, tmp_path):
+    lock = _state.DeployLock(state)
+    lock.acquire("alice", "deploy", ttl=60)
+    assert lock.release("alice")
+    size = os.path.getsize(state.sub("audit.log"))
+    res = run_limited(tmp_path, size + 10, ["_state.DeployLock(state).acquire('bob', 'deploy', ttl=60)"])
+    assert res["ok"] is False and state.sub("audit.log") in res["error"], res
+    assert "left as it was before" in res["error"]
+    assert lock.read() is None  # no lock without its audit line
+    lock.acquire("carol", "deploy", ttl=60)
+    res = run_limited(tmp_path, size + 10, ["_state.DeployLock(state).release('carol')"])
+    assert res["ok"] is False, res
+    assert lock.read()["holder"] == "carol"  # the release is undone too: it was not audited
+
+
+def test_a_torn_line_of_an_older_version_does_not_hide_the_rest_of_the_log(state):
+    good = json.dumps({"action": "lock_acquire", "result": "ok", "ts": "2026-11-30T10:00:00Z"})
+    glued = json.dumps({"action": "lock_release", "result": "ok", "ts": "2026-11-30T10:05:00Z"})
+    later = json.dumps({"action": "rollout", "result": "ok", "ts": "2026-11-30T10:06:00Z"})
+    torn = '{"action": "lock_acquire", "holder": {"name": "x"}, "reason": "dep'  # cut at 60-ish bytes
+    with open(state.sub("audit.log"), "w") as handle:
+        handle.write("\n".join([good, torn + glued, "[1]", later]) + "\n")
+    events = state.read_audit()
+    assert [e["action"] for e in events] == ["lock_acquire", "unreadable", "lock_release", "unreadable", "rollout"]
+    assert events[1]["line"] == 2 and events[1]["path"] == state.sub("audit.log") and events[1]["raw"] == torn + glued
+    assert events[3]["line"] == 3 and events[3]["raw"] == "[1]"
+    assert state.read_audit(limit=1) == [json.loads(later)]
+
+
+def test_state_directory_that_cannot_be_created_names_the_path(tmp_path):
+    blocker = tmp_path / "root"
+    blocker.write_text("a file where the state root should be")
+    with pytest.raises(_state.StateError, match="cannot create state directory %s" % blocker):
+        _state.StackState("cdb", root=str(blocker)).ensure()
+
+
+# -- lock identity, TTL cap, lease renewal ----------------------------------------------------------------------
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_machine_identity_is_boot_id_and_pid_namespace():
+    here = _state.machine_identity()
+    with open("/proc/sys/kernel/random/boot_id") as handle:
+        assert here == "%s/%s" % (handle.read().strip(), os.readlink("/proc/self/ns/pid"))
+
+
+def test_a_dead_pid_makes_a_lock_stale_only_on_the_machine_it_was_recorded_on(state):
+    lock = _state.DeployLock(state)
+    here = _state.machine_identity()
+    record = {"holder": "a", "expires_at": time.time() + 3600, "owner_pid": dead_pid(), "owner_host": "ctl1"}
+    assert "owner process" in lock.staleness(dict(record, owner_machine=here))
+    # the same host name, another machine (a bastion called like the Docker host, a container): not by pid
+    other = "00000000-0000-0000-0000-000000000000/pid:[4026531836]"
+    assert lock.staleness(dict(record, owner_host=socket.gethostname(), owner_machine=other)) is None
+    assert lock.staleness(dict(record, owner_machine=here), here=other) is None
+    # a live owner on this machine is not stale
+    assert lock.staleness(dict(record, owner_pid=os.getpid(), owner_machine=here)) is None
+
+
+def test_a_lock_without_a_machine_is_stale_by_ttl_only(state):
+    lock = _state.DeployLock(state)
+    # written by an older version: owner_host equal to ours, owner process gone, no machine identity
+    old = {"holder": "a", "expires_at": time.time() + 60, "owner_pid": dead_pid(), "owner_host": socket.gethostname()}
+    assert lock.staleness(old) is None
+    assert lock.staleness(old, now=old["expires_at"]).startswith("TTL expired")
+
+
+def test_ttl_is_capped_and_the_error_names_the_option(state):
+    lock = _state.DeployLock(state)
+    with pytest.raises(_state.StateError, match=r"^ttl must be a number of seconds between 1 and 21600 \(6 h\)"):
+        lock.acquire("a", "r", ttl=_state.MAX_LOCK_TTL + 1)
+    with pytest.raises(_state.StateError, match="^ttl must be"):
+        lock.acquire("a", "r", ttl=0)
+    with pytest.raises(_state.StateError, match=r"^lock\.ttl must be .* got 86400"):
+        _state.check_lock_ttl(86400, "lock.ttl")
+    held, _, _ = lock.acquire("a", "r", ttl=_state.MAX_LOCK_TTL)
+    assert held["ttl"] == _state.MAX_LOCK_TTL
+
+
+def test_renew_extends_the_lease_of_the_holder_only(state):
+    lock = _state.DeployLock(state)
+    held, _, _ = lock.acquire("alice", "deploy", ttl=60, owner_pid=os.getpid(), owner_machine="m")
+    renewed = lock.renew("alice")
+    assert renewed["expires_at"] >= held["expires_at"] and renewed["acquired_at"] == held["acquired_at"]
+    assert {k: v for k, v in renewed.items() if k != "expires_at"} == {
+        k: v for k, v in held.items() if k != "expires_at"
+    }
+    assert lock.read() == renewed
+    longer = lock.renew("alice", ttl=600)
+    assert longer["expires_at"] - renewed["expires_at"] > 500
+    with pytest.raises(_state.LockLost, match="no longer held by 'bob': it is held by 'alice'"):
+        lock.renew("bob")
+    lock.release("alice")
+    with pytest.raises(_state.LockLost, match="no longer held by 'alice': it was released"):
+        lock.renew("alice")
+    lock.acquire("alice", "deploy", ttl=60)
+    with pytest.raises(_state.StateError, match="^ttl must be"):
+        lock.renew("alice", ttl=_state.MAX_LOCK_TTL + 1)
+
+
+def test_the_stale_refusal_names_the_variable_to_set(state):
+    lock = _state.DeployLock(state)
+    lock.acquire("killed-run", "deploy", ttl=60, owner_pid=dead_pid(), owner_machine=_state.machine_identity())
+    with pytest.raises(_state.StateError, match="STALE.*stack_lock_take_over_stale=true.*take_over_stale: true"):
+        lock.acquire("next-run", "deploy", ttl=60)
+
+
+def test_create_once_is_whole_or_absent_and_never_replaces(state, tmp_path):
+    path = state.sub(".key")
+    assert _state.create_once(path, b"first") == b"first"
+    assert _state.create_once(path, b"second") == b"first"  # a concurrent run's file wins, unchanged
+    other = state.sub(".other")
+    res = run_limited(tmp_path, 100, ["_state.create_once(%r, b'k' * 5000)" % other])
+    assert res["ok"] is False and other in res["error"] and "File too large" in res["error"], res
+    assert sorted(os.listdir(state.path)) == sorted([*_state.SUBDIRS, ".key"])  # no key, no temp file
