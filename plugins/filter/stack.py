@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import time
 
 from ansible.errors import AnsibleFilterError
 
@@ -469,6 +470,20 @@ def looks_secret(name):
     return _rules.looks_secret(name)
 
 
+def name_problem(value, kind):
+    """Why ``value`` is not a valid ``kind`` name (stack, service, block), or '' (the collection's name rule)."""
+    return _rules.name_problem(kind, value) or ""
+
+
+def since_problem(value, option="since"):
+    """Why ``value`` is not a look-back (``30m``, ``2d``, an ISO 8601 UTC time), or '' (the diagnostics rule)."""
+    try:
+        _rules.parse_since(value, time.time(), option)
+    except _rules.RuleError as exc:
+        return str(exc)
+    return ""
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -481,4 +496,6 @@ class FilterModule(object):
             "live_broker_mentions": live_broker_mentions,
             "active_paper_block": active_paper_block,
             "looks_secret": looks_secret,
+            "since_problem": since_problem,
+            "name_problem": name_problem,
         }

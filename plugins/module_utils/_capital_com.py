@@ -30,6 +30,7 @@ from collections import deque
 from contextlib import suppress
 
 from ansible.module_utils.basic import env_fallback
+from urllib.parse import quote
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _rules
 
@@ -620,10 +621,11 @@ class CapitalComClient(object):
         return self.request("GET", "/accounts")
 
     def market(self, epic):
-        return self.request("GET", "/markets/%s" % epic)
+        # an epic is a path segment: "../session" or "a/b" must not reach another endpoint
+        return self.request("GET", "/markets/%s" % quote(str(epic), safe=""))
 
     def markets(self, epics):
-        return self.request("GET", "/markets?epics=%s" % ",".join(epics))
+        return self.request("GET", "/markets?epics=%s" % ",".join(quote(str(e), safe="") for e in epics))
 
     def positions(self):
         return self.request("GET", "/positions")

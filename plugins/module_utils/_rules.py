@@ -27,8 +27,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import calendar
 import ipaddress
 import re
+import time
 
 try:  # Python 3
     from urllib.parse import urlsplit
@@ -220,6 +222,26 @@ def parse_duration(value, option="duration", minimum=None, maximum=None):
     return seconds
 
 
+MAX_LOOKBACK = 3650 * 86400.0  # ten years: further back than any log kept
+
+
+def parse_since(value, now, option="since"):
+    """Epoch seconds for a duration back from ``now`` (``30m``, ``6h``, ``2d``) or an ISO 8601 UTC time."""
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        return now - parse_duration(text, option, minimum=0, maximum=MAX_LOOKBACK)
+    except RuleError as exc:
+        if "out of range" in str(exc):
+            raise
+    try:
+        return float(calendar.timegm(time.strptime(str(text).rstrip("Z"), "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        raise RuleError(
+            "%s %r is not a duration like 30m, 6h or 2d (at most %s), nor an ISO 8601 UTC time like "
+            "2026-11-23T08:00:00Z" % (option, value, human_seconds(MAX_LOOKBACK))
+        )
+
+
 def human_seconds(seconds):
     """``259200`` -> ``3d``, ``5400`` -> ``1h30m``, ``0.5`` -> ``500ms`` (for messages)."""
     if seconds < 1:
@@ -231,6 +253,44 @@ def human_seconds(seconds):
             out += "%d%s" % (rest // step, unit)
             rest %= step
     return out or "0s"
+
+
+# -- state records ------------------------------------------------------------------------
+_NUMBER_TYPES = (int, float)
+# lock.json: field -> (types, required)
+LOCK_FIELDS = {
+    "holder": (str, True),
+    "reason": ((str, type(None)), False),
+    "acquired_at": (_NUMBER_TYPES, True),
+    "expires_at": ((*_NUMBER_TYPES, type(None)), False),
+    "owner_pid": ((int, type(None)), False),
+    "owner_host": ((str, type(None)), False),
+    "owner_machine": ((str, type(None)), False),
+}
+
+
+def check_record(record, path, fields, what):
+    """``record`` when it is a mapping whose ``fields`` have their types, else RuleError naming the file and field."""
+    how = "inspect it (cat %s) before repairing or removing it" % path
+    if not isinstance(record, dict):
+        raise RuleError(
+            "%s holds %s, not %s (a mapping): %s"
+            % (path, "null" if record is None else type(record).__name__, what, how)
+        )
+    for key, (types, required) in fields.items():
+        if key not in record:
+            if required:
+                raise RuleError("%s is not a well-formed %s: field %r is missing: %s" % (path, what, key, how))
+            continue
+        value = record[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+            found = "%s %r" % (type(value).__name__, value)
+            raise RuleError("%s is not a well-formed %s: field %r is %s: %s" % (path, what, key, found, how))
+    return record
+
+
+def _as_tuple(types):
+    return types if isinstance(types, tuple) else (types,)
 
 
 # -- paper blocks ---------------------------------------------------------------------------

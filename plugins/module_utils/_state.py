@@ -226,10 +226,11 @@ class StackState:
     def ensure(self):
         """Create the directory tree (idempotent). metrics/ is world-readable for node-exporter."""
         try:
-            for name in ("", *SUBDIRS):
-                path = self.sub(name) if name else self.path
+            # every level 0750, the root included (os.makedirs gives intermediate levels the umask's mode)
+            for path in (self.root, self.path, *(self.sub(name) for name in SUBDIRS)):
                 if not os.path.isdir(path):
-                    os.makedirs(path, mode=0o750)
+                    os.makedirs(path, mode=0o750, exist_ok=True)
+                    os.chmod(path, 0o750)  # noqa: S103 - owner and group only, whatever the umask
             os.chmod(self.sub("metrics"), 0o755)  # noqa: S103 - node-exporter (another uid) reads it
         except OSError as exc:
             raise StateError("cannot create state directory %s: %s (is the state root writable?)" % (self.path, exc))
@@ -425,7 +426,14 @@ class DeployLock:
         self.file = state.sub("lock.json")
 
     def read(self):
-        return read_json(self.file)
+        """The lock record, None when free; a lock.json of the wrong shape is a StateError naming the field."""
+        record = read_json(self.file, default=_MISSING)
+        if record is _MISSING:
+            return None
+        try:
+            return _rules.check_record(record, self.file, _rules.LOCK_FIELDS, "deploy lock record")
+        except _rules.RuleError as exc:
+            raise StateError(str(exc))
 
     def staleness(self, lock, now=None, here=None):
         """Why ``lock`` is stale, or None when it is live. ``here`` is this machine's identity (default: probed)."""

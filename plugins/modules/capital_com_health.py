@@ -549,6 +549,12 @@ class HealthCheck(object):
             )
         if not 1 <= p["latency_samples"] <= 100:
             raise CapitalComError("latency_samples must be between 1 and 100, got %d" % p["latency_samples"], "config")
+        for option in ("max_quote_age", "max_clock_skew_ms", "latency_slo_ms", "min_available_balance"):
+            if p[option] is not None and p[option] < 0:
+                raise CapitalComError(
+                    "%s must be zero or more, got %s: a negative threshold fails every check" % (option, p[option]),
+                    "config",
+                )
         if p["timeout"] <= 0:
             raise CapitalComError("timeout must be a positive number of seconds, got %s" % p["timeout"], "config")
         self.client = CapitalComClient(

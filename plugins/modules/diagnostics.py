@@ -126,7 +126,6 @@ redactions:
   sample: 3
 """
 
-import calendar
 import io
 import json
 import os
@@ -158,17 +157,11 @@ STATE_FILES = ("audit.log", "lock.json", "blocks/active.json")
 
 
 def parse_since(value, now):
-    """Epoch seconds for a duration back from ``now`` or an ISO 8601 UTC time."""
+    """Epoch seconds for a duration back from ``now`` or an ISO 8601 UTC time (the collection's rule)."""
     try:
-        return now - _rules.parse_duration(value, "since")
-    except _rules.RuleError:
-        pass
-    try:
-        return calendar.timegm(time.strptime(value.strip().rstrip("Z"), "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        raise ValueError(
-            "since=%r is not a duration like 30m, 6h or 2d, nor an ISO 8601 UTC time like 2026-11-23T08:00:00Z" % value
-        )
+        return _rules.parse_since(value, now)
+    except _rules.RuleError as exc:
+        raise ValueError(str(exc))
 
 
 class Redactor:

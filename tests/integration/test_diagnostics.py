@@ -90,7 +90,11 @@ def test_check_mode_writes_nothing_and_bad_since_is_named(module, leaky_stack, t
     assert not res["changed"] and not os.path.exists(res["path"])
     assert [c["service"] for c in res["containers"]] == ["svc"]
     res = module("tradeops.stack.diagnostics", {"stack": stack, "state_root": str(state_root), "since": "yesterday"})
-    assert res["failed"] and "since='yesterday' is not a duration" in res["msg"]
+    assert res["failed"] and "since 'yesterday' is not a duration" in res["msg"]
+    res = module(
+        "tradeops.stack.diagnostics", {"stack": stack, "state_root": str(state_root), "since": "99999999999999d"}
+    )
+    assert res["failed"] and "since '99999999999999d' is out of range" in res["msg"]
     assert not state_root.exists()
 
 
@@ -319,6 +323,8 @@ def test_diagnose_playbook_fetches_a_redacted_bundle(small_stack, tmp_path):
 def test_diagnose_rejects_a_bad_since_naming_it(small_stack, tmp_path):
     run = small_stack.play("diagnose", since="yesterday", diagnose_dest=str(tmp_path / "d"))
     assert run.rc != 0
-    assert "since (stack_diagnose_since) must be a duration" in run.output
-    assert '"yesterday"' in run.output
+    assert "since (stack_diagnose_since) 'yesterday' is not a duration like 30m" in run.output
+    assert not (tmp_path / "d").exists()
+    run = small_stack.play("diagnose", since="99999999999999d", diagnose_dest=str(tmp_path / "d"))
+    assert run.rc != 0 and "'99999999999999d' is out of range" in run.output
     assert not (tmp_path / "d").exists()

@@ -93,3 +93,24 @@ def test_a_stack_name_with_a_newline_is_refused_everywhere(stack, bad):
     ]:
         res = run_module(module, args)
         assert res["failed"] and "stack name %r is invalid" % bad in res["msg"], (module, res)
+
+
+@pytest.mark.parametrize(
+    "content, fragment",
+    [("[1]", "holds list"), ('{"holder": "x", "acquired_at": 1, "expires_at": "soon"}', "field 'expires_at' is str")],
+)
+def test_a_damaged_lock_file_names_the_file_and_the_field(stack, tmp_path, content, fragment):
+    state = tmp_path / "state" / stack["stack"]
+    state.mkdir(parents=True)
+    (state / "lock.json").write_text(content)
+    for args in (dict(stack, state="status"), dict(stack, holder="deploy alice")):
+        res = run_module("tradeops.stack.deploy_lock", args)
+        assert res["failed"] and str(state / "lock.json") in res["msg"] and fragment in res["msg"], res
+        assert "Traceback" not in res["msg"]
+
+
+def test_state_directories_are_owner_and_group_only(stack, tmp_path):
+    res = run_module("tradeops.stack.deploy_lock", dict(stack, state_root=str(tmp_path / "new" / "root"), holder="h"))
+    assert not res.get("failed"), res
+    for path in (tmp_path / "new" / "root", tmp_path / "new" / "root" / stack["stack"]):
+        assert oct(path.stat().st_mode & 0o777) == "0o750", path

@@ -227,3 +227,28 @@ def test_hardening_findings_of_the_default_profile_are_empty():
     assert _rules.hardening_findings(service) == []
     assert _rules.hardening_findings(dict(service, resources={"memory": "1.5g", "cpus": 2, "pids": 1})) == []
     assert [f[0] for f in _rules.hardening_findings(dict(service, resources={"memory": "lots"}))] == ["unlimited"]
+
+
+def test_since_is_a_bounded_duration_or_an_iso_time():
+    now = 2_000_000_000.0
+    assert _rules.parse_since("30m", now) == now - 1800
+    assert _rules.parse_since(" 2d ", now) == now - 172800
+    assert _rules.parse_since("2026-11-23T08:00:00Z", now) == 1795420800.0
+    with pytest.raises(RuleError, match="since '99999999999999d' is out of range"):
+        _rules.parse_since("99999999999999d", now)
+    with pytest.raises(RuleError, match="since 'yesterday' is not a duration like 30m"):
+        _rules.parse_since("yesterday", now)
+
+
+def test_lock_records_are_checked_by_type_naming_the_field():
+    good = {"holder": "deploy a", "acquired_at": 1.0, "expires_at": None, "owner_pid": 12}
+    assert _rules.check_record(good, "lock.json", _rules.LOCK_FIELDS, "deploy lock record") is good
+    for record, fragment in [
+        ([1], "holds list"),
+        (dict(good, expires_at="soon"), "field 'expires_at' is str 'soon'"),
+        (dict(good, owner_pid=True), "field 'owner_pid' is bool"),
+        ({"acquired_at": 1.0}, "field 'holder' is missing"),
+    ]:
+        with pytest.raises(RuleError, match="lock.json") as err:
+            _rules.check_record(record, "lock.json", _rules.LOCK_FIELDS, "deploy lock record")
+        assert fragment in str(err.value)
