@@ -1,19 +1,24 @@
 """stack_state, the one writer of a stack's manifests, flag overrides and audit log.
 
 Module level: each call is a real `ansible localhost -m` run of the module on a
-temporary state root (the deploy lock is taken with the real DeployLock).
+temporary state root (the deploy lock is taken with the real DeployLock). Then
+the issue's race: a deploy and a flag flip in two concurrent ansible-playbook
+processes running the stack role's own task files on one state root.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 from ansible_collections.tradeops.stack.plugins.module_utils import _state
-from conftest import run_module
+from conftest import ROOT, VENV_BIN, ansible_env, run_module
 
 MODULE = "tradeops.stack.stack_state"
 HOLDER = "deploy alice@ctl pid 1"
@@ -171,3 +176,129 @@ def test_audit_line_is_written_with_the_host_identity_and_the_controller_apart(r
     res = call(root, action="audit", event={"action": "backup", "user": "mallory"})
     assert res.get("failed") and "set by the module" in res["msg"], res
     assert len((root / "cdb" / "audit.log").read_text().splitlines()) == len(lines)
+
+
+# -- the race of issue 12: a deploy and a flag flip at the same time -------------------------------
+DEPLOY_SIDE = """
+- name: A deploy's lock scope, with the role's own task files
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Deploy
+      ansible.builtin.include_role:
+        name: tradeops.stack.stack
+        tasks_from: "{{ item }}"
+      loop: [lock, state, manifest]
+    - name: Stand in for verify (the containers of a real deploy), until the test says go
+      ansible.builtin.wait_for:
+        path: "{{ go_file }}"
+        timeout: 300
+    - name: Known-good, then unlock (what deploy.yml does after verify)
+      ansible.builtin.include_role:
+        name: tradeops.stack.stack
+        tasks_from: "{{ item }}"
+      loop: [known_good, unlock]
+"""
+FLAGS_SIDE = """
+- name: The real flag flip
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Flip
+      ansible.builtin.include_role:
+        name: tradeops.stack.stack
+        tasks_from: flags_flip
+"""
+
+
+def test_a_deploy_and_a_flag_flip_at_once_keep_both_manifests(tmp_path):
+    root = tmp_path / "state"
+    go = tmp_path / "go"
+    common = {
+        "tradeops_stack_name": "cdb",
+        "tradeops_stack_services": [],
+        "tradeops_state_root": str(root),
+        "tradeops_feature_flags": {"pause_new_orders": False},
+        "stack_lock_wait": 300,
+        "_stack_order": [{"name": "bot", "flags": ["pause_new_orders"]}],
+        "go_file": str(go),
+        "ansible_python_interpreter": str(VENV_BIN / "python"),
+    }
+    deploy_vars = {
+        **common,
+        "_stack_outcomes": {
+            "apply": {
+                "bot": {
+                    "release": "r-new",
+                    "spec_hash": "bb",
+                    "image": "tradeops/bot:1.0.1",
+                    "image_id": "sha256:b",
+                    "image_digest": None,
+                    "strategy": "recreate",
+                }
+            }
+        },
+    }
+    flags_vars = {**common, "stack_flag_name": "pause_new_orders", "stack_flag_value": "true", "stack_reason": "flip"}
+
+    def start(name, text, extra):
+        (tmp_path / f"{name}.yml").write_text(text)
+        (tmp_path / f"{name}.json").write_text(json.dumps(extra))
+        cmd = [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            str(tmp_path / f"{name}.yml"),
+            "-e",
+            f"@{tmp_path / f'{name}.json'}",
+        ]
+        out = open(tmp_path / f"{name}.log", "w")  # closed after wait
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=ansible_env(), cwd=ROOT), out
+
+    def wait_until(cond, what, procs):
+        deadline = time.monotonic() + 300
+        while not cond():
+            assert all(p.poll() is None for p in procs), what + ": a run ended early"
+            assert time.monotonic() < deadline, "timed out waiting for " + what
+            time.sleep(0.2)
+
+    deploy, dlog = start("deploy", DEPLOY_SIDE, deploy_vars)
+    current = root / "cdb" / "manifests" / "current.json"
+    wait_until(current.exists, "the deploy's manifest", [deploy])
+    deploy_id = json.loads(current.read_text())["id"]
+    flags, flog = start("flags", FLAGS_SIDE, flags_vars)
+    # let the flip reach the lock while the deploy still verifies: before this change, the deploy's
+    # known-good ran after the unlock and rewrote the history from its own copy, losing the flip
+    wait_until(
+        lambda: "Take the deploy lock" in (tmp_path / "flags.log").read_text(), "the flip at the lock", [deploy, flags]
+    )
+    go.touch()
+    for proc, log in ((deploy, dlog), (flags, flog)):
+        proc.wait(timeout=600)
+        log.close()
+    logs = {n: (tmp_path / f"{n}.log").read_text() for n in ("deploy", "flags")}
+    assert deploy.returncode == 0, logs["deploy"][-3000:]
+    assert flags.returncode == 0, logs["flags"][-3000:]
+
+    history = json.loads((root / "cdb" / "manifests" / "history.json").read_text())
+    kinds = {r["id"]: (r["kind"], r["known_good"]) for r in history}
+    flip = json.loads(current.read_text())
+    assert kinds == {deploy_id: ("deploy", True), flip["id"]: ("flags", False)}, history
+    assert flip["kind"] == "flags" and flip["flags"] == {"pause_new_orders": True}
+    assert flip["services"] == json.loads((root / "cdb" / "manifests" / f"{deploy_id}.json").read_text())["services"]
+    actions = [json.loads(line)["action"] for line in (root / "cdb" / "audit.log").read_text().splitlines()]
+    # the flip took the lock only after the deploy had marked its manifest known-good and let go
+    steps = ("lock_acquire", "manifest_commit", "manifest_known_good", "lock_release", "flag_flip")
+    assert [a for a in actions if a in steps] == [
+        "lock_acquire",
+        "manifest_commit",
+        "manifest_known_good",
+        "lock_release",
+        "lock_acquire",
+        "flag_flip",
+        "manifest_commit",
+        "lock_release",
+    ], actions
+    assert os.path.exists(root / "cdb" / "config" / "bot" / "flags.json")
