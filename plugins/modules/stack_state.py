@@ -14,7 +14,8 @@ version_added: 0.1.0
 description:
   - Writes the stack release state under C(<state_root>/<stack>/) on the managed host,
     C(manifests/<id>.json), C(manifests/current.json), C(manifests/history.json) and C(config/overrides.json),
-    and appends to C(audit.log). No task of the collection writes these files any other way.
+    renders the services' C(flags.json) from the overrides, and appends to C(audit.log). No task of the
+    collection writes these files any other way.
   - Every write is atomic (temporary file, fsync, rename) and happens under the stack's C(manifests) mutex,
     from the files as they are on the host at that moment, never from a copy the play read earlier.
   - An action that changes the release (O(action=commit), O(action=known_good), O(action=activate),
@@ -55,7 +56,8 @@ options:
         current manifest's).
       - V(known_good) marks manifest O(id) known-good; it must still be the current manifest.
       - V(activate) makes the existing manifest O(id) current again (a stack rollback).
-      - V(flags) sets the flag overrides in C(config/overrides.json) to O(flags) (see O(flags_mode)).
+      - V(flags) sets the flag overrides in C(config/overrides.json) to O(flags) (see O(flags_mode)) and renders
+        C(<config_dir>/<service>/flags.json) of every service in O(flag_readers) from them and O(flag_defaults).
       - V(audit) appends O(event) to the audit log.
     type: str
     required: true
@@ -103,6 +105,23 @@ options:
     type: str
     choices: [merge, replace]
     default: merge
+  flag_defaults:
+    description:
+      - With O(action=flags), the flags of the stack description; the overrides win over them. A flag neither
+        names is V(false).
+    type: dict
+    default: {}
+  flag_readers:
+    description:
+      - With O(action=flags), service name to the flags it reads. Each gets C(<config_dir>/<service>/flags.json)
+        with exactly those flags, written atomically (a running container that mounts the directory sees the new
+        file at once); a file whose content is already right is not touched.
+    type: dict
+    default: {}
+  config_dir:
+    description:
+      - With O(action=flags), where the services' flag files live; default C(<state_root>/<stack>/config).
+    type: path
   event:
     description:
       - With O(action=audit), the audit event; C(action) is required, C(result) defaults to V(ok), other keys
@@ -180,6 +199,17 @@ overrides:
   returned: with O(action=flags)
   type: dict
   sample: {pause_new_orders: true}
+effective:
+  description: The flag set the services get, O(flag_defaults) with the overrides over them.
+  returned: with O(action=flags)
+  type: dict
+  sample: {pause_new_orders: true}
+touched:
+  description: The services of O(flag_readers) whose flags.json was (or in check mode would be) rewritten.
+  returned: with O(action=flags)
+  type: list
+  elements: str
+  sample: [paper_execution]
 event:
   description: The audit line as written.
   returned: with O(action=audit), unless in check mode
@@ -200,6 +230,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._manifests import (
     plan_known_good,
     valid_id,
 )
+from ansible_collections.tradeops.stack.plugins.module_utils._releases import SERVICE_RE
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     STATE_ARG_SPEC,
     DeployLock,
@@ -394,14 +425,48 @@ class StateWriter:
         if not isinstance(before, dict):
             raise StateError("%s is not a JSON object of flag overrides; inspect it (jq . %s)" % (path, path))
         after = dict(wanted) if self.p["flags_mode"] == "replace" else dict(before, **wanted)
-        changed = after != before or not os.path.exists(path)
-        if changed and not self.check:
-            self.state.ensure()
-            if not os.path.isdir(self.path("config")):
-                os.makedirs(self.path("config"), mode=0o755)
-            atomic_write_json(path, after, mode=0o644)  # the flags role renders from it; not secret
-            self.state.audit("flags_overrides", "ok", before=before, after=after, holder=self.p["lock_holder"])
-        return dict(changed=changed, overrides=after, diff=dict(before=before, after=after))
+        effective = dict(self.p["flag_defaults"], **after)
+        renders = self.flag_files(effective)
+        changed = after != before or bool(renders)
+        if not self.check:
+            if after != before:
+                self.make_dir(self.path("config"))
+                atomic_write_json(path, after, mode=0o644)  # not secret: the flag set every render starts from
+                self.state.audit("flags_overrides", "ok", before=before, after=after, holder=self.p["lock_holder"])
+            for file, content in sorted(renders.values()):
+                self.make_dir(os.path.dirname(file))
+                atomic_write_json(file, content, mode=0o644)  # mounted read-only into the service
+        return dict(
+            changed=changed,
+            overrides=after,
+            effective=effective,
+            touched=sorted(renders),
+            diff=dict(before=before, after=after),
+        )
+
+    def flag_files(self, effective):
+        """service -> (path, content) of each flags.json whose content on the host is not what it must be."""
+        config_dir = self.p["config_dir"] or self.path("config")
+        out = {}
+        for service, names in sorted(self.p["flag_readers"].items()):
+            if not isinstance(service, str) or not SERVICE_RE.fullmatch(service):
+                raise StateError("flag_readers: service name %r is invalid" % (service,))
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise StateError("flag_readers.%s must be a list of flag names, got %r" % (service, names))
+            file = os.path.join(config_dir, service, "flags.json")
+            content = {name: effective.get(name) is True for name in names}
+            try:
+                current = read_json(file)
+            except StateError:
+                current = None  # a corrupt file is rewritten: it is derived from the overrides
+            if current != content:
+                out[service] = (file, content)
+        return out
+
+    @staticmethod
+    def make_dir(path):
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=0o755)  # node and container users read the flag files
 
     def audit(self):
         event = dict(self.p["event"] or {})
@@ -432,6 +497,9 @@ def main():
         id=dict(type="str"),
         flags=dict(type="dict"),
         flags_mode=dict(type="str", default="merge", choices=["merge", "replace"]),
+        flag_defaults=dict(type="dict", default={}),
+        flag_readers=dict(type="dict", default={}),
+        config_dir=dict(type="path"),
         event=dict(type="dict"),
     )
     argument_spec.update(STATE_ARG_SPEC)

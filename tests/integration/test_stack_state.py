@@ -166,6 +166,25 @@ def test_flag_overrides_are_merged_or_replaced_under_the_lock(root):
     assert res.get("failed") and "must be true or false" in res["msg"]
 
 
+def test_flag_files_of_the_readers_are_rendered_from_the_overrides_and_left_alone_when_right(root):
+    locked(root)
+    render = {"flag_defaults": {"a": True, "b": True}, "flag_readers": {"bot": ["a", "b", "x"], "api": ["b"]}}
+    res = call(root, action="flags", lock_holder=HOLDER, flags={"b": False}, **render)
+    assert res["touched"] == ["api", "bot"] and res["effective"] == {"a": True, "b": False}, res
+    config = root / "cdb" / "config"
+    assert json.loads((config / "bot" / "flags.json").read_text()) == {"a": True, "b": False, "x": False}
+    assert json.loads((config / "api" / "flags.json").read_text()) == {"b": False}
+    before = snapshot(root)
+    again = call(root, action="flags", lock_holder=HOLDER, flags={}, **render)
+    assert not again["changed"] and again["touched"] == [], again
+    assert snapshot(root) == before
+    flip = call(root, action="flags", lock_holder=HOLDER, flags={"a": False}, check=True, **render)
+    assert flip["changed"] and flip["touched"] == ["bot"], flip
+    assert snapshot(root) == before
+    bad = call(root, action="flags", lock_holder=HOLDER, flags={}, flag_readers={"../x": ["a"]})
+    assert bad.get("failed") and "invalid" in bad["msg"], bad
+
+
 def test_audit_line_is_written_with_the_host_identity_and_the_controller_apart(root):
     res = call(root, action="audit", event={"action": "backup", "backup": "cdb-x.dump", "controller": "alice@ctl"})
     assert res["changed"], res
