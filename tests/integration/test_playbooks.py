@@ -9,6 +9,7 @@ flip reaches the bot without a restart. Tests run in file order and share one st
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import secrets
@@ -170,11 +171,16 @@ def test_rollback_to_a_named_manifest(stack):
     run = stack.play("deploy", tradeops_bot_image=OLDER, tradeops_deploy_reason="1.0.0")
     assert run.rc == 0, run.output[-4000:]
     newer = stack.manifest()
-    assert newer["id"] != good["id"]
+    assert newer["id"] != good["id"] and newer["known_good"] is True
     assert all(stack.running()[svc]["image"] == image_id(OLDER) for svc in BOTS)
+    # known-good was recorded before the deploy let go of its lock (no run can commit in between)
+    events = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()]
+    steps = [e["action"] for e in events if e["action"] in ("manifest_known_good", "lock_release")]
+    assert steps[-2:] == ["manifest_known_good", "lock_release"], steps
     run = stack.play("rollback", manifest=good["id"])
     assert run.rc == 0, run.output[-4000:]
     assert stack.manifest()["id"] == good["id"]
+    assert {good["id"], newer["id"]} <= {r["id"] for r in stack.manifest("history")}
     running = stack.running()
     for svc in BOTS:
         assert running[svc]["image"] == image_id(GOOD), (svc, running[svc])
@@ -182,11 +188,15 @@ def test_rollback_to_a_named_manifest(stack):
 
 def test_flag_flip_reaches_the_bot_without_a_restart(stack):
     started = stack.running()["paper_execution"]["started"]
+    before = stack.manifest()
     run = stack.play("flags", flag="pause_new_orders", value="true")
     assert run.rc == 0, run.output[-4000:]
     flags = json.loads((stack.state / stack.name / "config" / "paper_execution" / "flags.json").read_text())
     assert flags == {"pause_new_orders": True}
-    assert stack.manifest()["flags"]["pause_new_orders"] is True
+    flipped = stack.manifest()
+    assert flipped["flags"]["pause_new_orders"] is True and flipped["kind"] == "flags"
+    assert flipped["services"] == before["services"]
+    assert {before["id"], flipped["id"]} <= {r["id"] for r in stack.manifest("history")}
     name = stack.running()["paper_execution"]["name"]
     deadline = time.monotonic() + 30
     body = {}
@@ -199,7 +209,9 @@ def test_flag_flip_reaches_the_bot_without_a_restart(stack):
     assert body.get("orders_paused") is True, body
     assert stack.running()["paper_execution"]["started"] == started
     events = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()]
-    assert any(e.get("action") == "flag_flip" and e.get("flag") == "pause_new_orders" for e in events)
+    flip = [e for e in events if e.get("action") == "flag_flip" and e.get("flag") == "pause_new_orders"][-1]
+    assert (flip["user"], flip["host"]) == (getpass.getuser(), socket.gethostname())  # the Docker host's side
+    assert flip["controller"].endswith("@" + socket.gethostname()), flip
     run = stack.play("flags", flag="pause_new_orders", value="false")
     assert run.rc == 0, run.output[-4000:]
 
