@@ -230,7 +230,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._manifests import (
     plan_known_good,
     valid_id,
 )
-from ansible_collections.tradeops.stack.plugins.module_utils._releases import SERVICE_RE
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     STATE_ARG_SPEC,
     DeployLock,
@@ -449,8 +449,9 @@ class StateWriter:
         config_dir = self.p["config_dir"] or self.path("config")
         out = {}
         for service, names in sorted(self.p["flag_readers"].items()):
-            if not isinstance(service, str) or not SERVICE_RE.fullmatch(service):
-                raise StateError("flag_readers: service name %r is invalid" % (service,))
+            problem = _rules.name_problem("service", service)
+            if problem:
+                raise StateError("flag_readers: service name %r is invalid: %s" % (service, problem))
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise StateError("flag_readers.%s must be a list of flag names, got %r" % (service, names))
             file = os.path.join(config_dir, service, "flags.json")
