@@ -223,8 +223,31 @@ def test_an_active_block_blocks_a_deploy(stack):
         before = {k: v["started"] for k, v in stack.running().items()}
         run = stack.play("deploy", tradeops_bot_image=OLDER)
         assert run.rc != 0
-        assert "Paper block t-block-1 is active" in run.output
+        assert "Paper block t-block-1 is active" in run.output and "deploy is frozen" in run.output
         assert {k: v["started"] for k, v in stack.running().items()} == before
+        # a flag flip and a restore are frozen too, decided under the lock; nothing changes
+        overrides = stack.home / "config" / "overrides.json"
+        overrides_before = overrides.read_text() if overrides.exists() else None
+        run = stack.play("flags", flag="pause_new_orders", value="true")
+        assert run.rc != 0 and "flags is frozen, nothing was changed" in run.output, run.output[-4000:]
+        assert (overrides.read_text() if overrides.exists() else None) == overrides_before
+        backups = stack.home / "backups"
+        backups.mkdir(parents=True, exist_ok=True)
+        (backups / "t-fake.dump").write_bytes(b"not a dump: the freeze refuses before pg_restore reads it")
+        dumps_before = sorted(p.name for p in backups.iterdir())
+        run = stack.play("restore", backup="t-fake.dump", confirm=True)
+        assert run.rc != 0 and "restore is frozen, nothing was changed" in run.output, run.output[-4000:]
+        assert sorted(p.name for p in backups.iterdir()) == dumps_before  # no safety backup was taken either
+        # forced: the flip happens and the override is audited with the block and the operation
+        run = stack.play("flags", flag="pause_new_orders", value="true", tradeops_allow_during_block=True)
+        assert run.rc == 0, run.output[-4000:]
+        events = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()]
+        assert any(
+            e.get("action") == "freeze_override" and e.get("operation") == "flags" and e.get("block") == "t-block-1"
+            for e in events
+        ), events[-5:]
+        run = stack.play("flags", flag="pause_new_orders", value="false", tradeops_allow_during_block=True)
+        assert run.rc == 0, run.output[-4000:]
     finally:
         run = stack.play("paper_block", block_action="abort", block_reason="integration test done")
         assert run.rc == 0, run.output[-4000:]
