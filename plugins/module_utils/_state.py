@@ -584,8 +584,9 @@ class DeployLock:
             return (
                 msg
                 + (
-                    "; the lock is STALE (%s): to take it over, set stack_lock_take_over_stale=true (playbooks) or "
-                    "take_over_stale: true (tradeops.stack.deploy_lock, rollout lock.take_over_stale); audited"
+                    "; the lock is STALE (%s): to take it over, pass -e tradeops_lock_take_over_stale=true "
+                    "(playbooks) or take_over_stale: true (tradeops.stack.deploy_lock, rollout lock.take_over_stale); "
+                    "audited"
                 )
                 % stale
             )

@@ -17,7 +17,7 @@ description:
   - A lock whose TTL passed, or whose O(owner_pid) no longer exists on O(owner_machine) when that is the machine
     the module runs on (a killed ansible-playbook on the Docker host itself), is reported as stale. A lock of
     another machine, or without a recorded machine (written by an older version), is stale by its TTL only.
-    It is taken over only with O(take_over_stale=true) (V(stack_lock_take_over_stale=true) in the playbooks);
+    It is taken over only with O(take_over_stale=true) (V(tradeops_lock_take_over_stale=true) in the playbooks);
     every acquire, release, forced release and take-over is a line in the stack's audit log.
   - Re-acquiring one's own lock renews its TTL; M(tradeops.stack.rollout) renews the lock it runs under while
     it waits on health gates, analysis and drains.

@@ -377,7 +377,7 @@ def test_controller_killed_mid_rollout(stack, scenario):
     assert f"pid {proc.pid}" in lock["holder"]
     refused = stack.play("deploy", tradeops_deploy_reason="faults: after the kill")
     assert refused.rc != 0 and "STALE" in refused.output, refused.output[-3000:]
-    done = stack.play("deploy", stack_lock_take_over_stale=True, tradeops_deploy_reason="faults: take over")
+    done = stack.play("deploy", tradeops_lock_take_over_stale=True, tradeops_deploy_reason="faults: take over")
     assert done.rc == 0, done.output[-3000:]
     row.recovered(time.monotonic() - t0)
     assert back_on_good(stack) == []

@@ -38,7 +38,7 @@ def test_a_dead_owner_is_stale_only_on_its_own_machine(tmp_path):
     assert lock(holder="killed run", owner_pid=dead_pid(), owner_machine=machine)["lock"]["owner_machine"]
     stale = lock(holder="next run")
     assert stale.get("failed") and "is gone" in stale["msg"], stale
-    assert "stack_lock_take_over_stale=true" in stale["msg"] and "take_over_stale: true" in stale["msg"]
+    assert "-e tradeops_lock_take_over_stale=true" in stale["msg"] and "take_over_stale: true" in stale["msg"]
     taken = lock(holder="next run", take_over_stale=True)
     assert taken["changed"] and taken["taken_over"]["holder"] == "killed run", taken
 

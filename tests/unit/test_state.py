@@ -253,7 +253,7 @@ def test_renew_extends_the_lease_of_the_holder_only(state):
 def test_the_stale_refusal_names_the_variable_to_set(state):
     lock = _state.DeployLock(state)
     lock.acquire("killed-run", "deploy", ttl=60, owner_pid=dead_pid(), owner_machine=_state.machine_identity())
-    with pytest.raises(_state.StateError, match="STALE.*stack_lock_take_over_stale=true.*take_over_stale: true"):
+    with pytest.raises(_state.StateError, match="STALE.*-e tradeops_lock_take_over_stale=true.*take_over_stale: true"):
         lock.acquire("next-run", "deploy", ttl=60)
 
 
