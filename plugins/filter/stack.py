@@ -383,6 +383,9 @@ def stack_problems(
         problems.append("tradeops_feature_flags must be a mapping of flag name to true/false")
     elif isinstance(flags, dict):
         for key, value in flags.items():
+            problem = _rules.name_problem("flag", key)
+            if problem:
+                problems.append("tradeops_feature_flags: flag name %r is invalid: %s" % (key, problem))
             if not isinstance(value, bool):
                 problems.append("tradeops_feature_flags.%s must be true or false, got %r" % (key, value))
     return problems
@@ -471,7 +474,7 @@ def looks_secret(name):
 
 
 def name_problem(value, kind):
-    """Why ``value`` is not a valid ``kind`` name (stack, service, block), or '' (the collection's name rule)."""
+    """Why ``value`` is not a valid ``kind`` name (stack, service, flag, block), or '' (the collection's rule)."""
     return _rules.name_problem(kind, value) or ""
 
 

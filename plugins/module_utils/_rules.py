@@ -156,6 +156,10 @@ NAME_PATTERNS = {
         re.compile(r"[a-z][a-z0-9_]{0,39}"),
         "1-40 lower-case letters, digits or '_', starting with a letter",
     ),
+    "flag": (
+        re.compile(r"[a-z][a-z0-9_]{0,62}"),
+        "1-63 lower-case letters, digits or '_', starting with a letter",
+    ),
     "block": (
         re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"),
         "1-64 characters, letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -165,7 +169,7 @@ RESERVED_BLOCK_IDS = ("active",)
 
 
 def name_problem(kind, value):
-    """Why ``value`` is not a valid ``kind`` name (stack, service, block), or None."""
+    """Why ``value`` is not a valid ``kind`` name (stack, service, flag, block), or None."""
     pattern, expected = NAME_PATTERNS[kind]
     if not isinstance(value, str) or not pattern.fullmatch(value):
         return "expected %s" % expected

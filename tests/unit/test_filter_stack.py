@@ -365,3 +365,11 @@ def test_daemon_settings_turned_off_need_a_waiver():
     assert any("needs a non-empty reason" in p for p in daemon_problems(off, [{"option": "icc", "reason": ""}]))
     # a value that is not the boolean (a string "false") is not the setting either
     assert daemon_problems(dict(base, icc="false"))[0].startswith('daemon.json icc is "false"')
+
+
+def test_feature_flag_names_follow_the_rule():
+    problems = stack_problems([svc("w")], SPECS, flags={"pause_new_orders": False, "Bad-Flag": True})
+    assert problems == [
+        "tradeops_feature_flags: flag name 'Bad-Flag' is invalid: expected 1-63 lower-case letters, "
+        "digits or '_', starting with a letter"
+    ]

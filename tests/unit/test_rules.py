@@ -252,3 +252,10 @@ def test_lock_records_are_checked_by_type_naming_the_field():
         with pytest.raises(RuleError, match="lock.json") as err:
             _rules.check_record(record, "lock.json", _rules.LOCK_FIELDS, "deploy lock record")
         assert fragment in str(err.value)
+
+
+def test_flag_names():
+    assert _rules.check_name("flag", "pause_new_orders") == "pause_new_orders"
+    for bad in ("Pause", "pause\n", "1x", "a" * 64, "pause-new"):
+        with pytest.raises(RuleError, match="flag .* is invalid"):
+            _rules.check_name("flag", bad, option="flag")
