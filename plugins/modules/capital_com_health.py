@@ -264,6 +264,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import
     CapitalComError,
     live_guard,
 )
+from ansible_collections.tradeops.stack.plugins.module_utils._redact import Redactor, guard
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     DEFAULT_STATE_ROOT,
     StackState,
@@ -719,6 +720,8 @@ def main():
     )
     argument_spec.update(CAPITAL_COM_ARG_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # base_url, failures, checks and every message: no credential, in any encoding, and no URL user info
+    guard(module, Redactor((name, module.params[name]) for name in ("api_key", "identifier", "password")))
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
     if module.params["encrypted_password"] and not HAS_CRYPTOGRAPHY:

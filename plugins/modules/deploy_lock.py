@@ -135,6 +135,7 @@ taken_over:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.tradeops.stack.plugins.module_utils._redact import guard
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     STATE_ARG_SPEC,
     DeployLock,
@@ -219,6 +220,7 @@ def main():
         supports_check_mode=True,
         required_if=[("state", "acquired", ["holder"]), ("state", "released", ["holder"])],
     )
+    guard(module)  # no URL user info nor credential in a message or result
     manager = None
     try:
         manager = LockManager(module)

@@ -21,10 +21,15 @@ description:
     release histories and the Prometheus textfiles (broker health, paper block)."
   - "From the host: disk and inode usage of the state root and Docker's root, memory, load,
     uptime and C(docker info)."
-  - Everything written to the bundle is redacted first. Every secret value found in the files of
-    O(redact_dirs) and every value of O(redact_values) is replaced by C(<redacted:NAME>);
-    environment variables whose name looks secret, broker session tokens (C(CST),
-    C(X-SECURITY-TOKEN)) and C(Authorization) headers are masked as well.
+  - Everything written to the bundle is redacted first, data before it is serialised. Every secret value found in
+    the files of O(redact_dirs) and every value of O(redact_values) is replaced by C(<redacted:NAME>), in its raw,
+    JSON-escaped, URL-encoded and base64 forms.
+  - "Masked as well: the whole value of C(Authorization) (C(Bearer), C(Basic)), C(Cookie) and broker session headers
+    (C(CST), C(X-SECURITY-TOKEN), C(X-CAP-API-KEY)); the user info of every URL (C(https://***@host/));
+    secret-named JSON and C(key=value) fields (C(password), C(apiKey), C(securityToken), C(identifier)...);
+    environment variables whose name looks secret; and in C(docker inspect) the container's C(Args), C(Cmd),
+    C(Entrypoint) and healthcheck command."
+  - No message or result of the module carries URL user info.
 extends_documentation_fragment:
   - tradeops.stack.state
   - tradeops.stack.docker
@@ -129,7 +134,6 @@ redactions:
 import io
 import json
 import os
-import re
 import shutil
 import tarfile
 import time
@@ -137,6 +141,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _rules
+from ansible_collections.tradeops.stack.plugins.module_utils._redact import Redactor, guard, read_secret_files
 from ansible_collections.tradeops.stack.plugins.module_utils._docker import (
     DOCKER_ARG_SPEC,
     DockerError,
@@ -150,9 +155,6 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     atomic_write_bytes,
 )
 
-TOKEN_PATTERNS = [
-    re.compile(r"(?i)((?:CST|X-SECURITY-TOKEN|X-CAP-API-KEY|Authorization)[\"']?\s*[:=]\s*[\"']?)([^\s\"',}]+)"),
-]
 STATE_FILES = ("audit.log", "lock.json", "blocks/active.json")
 
 
@@ -164,53 +166,29 @@ def parse_since(value, now):
         raise ValueError(str(exc))
 
 
-class Redactor:
-    """Replaces every known secret value, and token-shaped fields, in text."""
-
-    def __init__(self, named_values):
-        # longest first, so a secret containing another is replaced whole
-        self.values = sorted(((v, n) for n, v in named_values if v and len(v) >= 4), key=lambda x: -len(x[0]))
-        self.count = 0
-
-    def __call__(self, text):
-        for value, name in self.values:
-            hits = text.count(value)
-            if hits:
-                self.count += hits
-                text = text.replace(value, "<redacted:%s>" % name)
-        for pattern in TOKEN_PATTERNS:
-            text, hits = pattern.subn(r"\1<redacted:token>", text)
-            self.count += hits
-        return text
-
-    def inspect(self, attrs):
-        env = attrs.get("Config", {}).get("Env") or []
-        masked = []
-        for item in env:
-            key, _sep, value = item.partition("=")
-            if _rules.may_hold_secret(key) and value:
-                masked.append("%s=<redacted:env>" % key)
-                self.count += 1
-            else:
-                masked.append(item)
-        if env:
-            attrs["Config"]["Env"] = masked
-        return attrs
-
-
-def read_secret_dirs(dirs):
-    values = []
-    for directory in dirs:
-        for root, _dirs, files in os.walk(directory):
-            for name in files:
-                path = os.path.join(root, name)
-                try:
-                    with open(path, "rb") as handle:
-                        value = handle.read().decode("utf-8", "replace").strip()
-                except OSError:
-                    continue
-                values.append((name, value))
-    return values
+def mask_inspect(redact, attrs):
+    """``docker inspect`` with secret-named environment values, the command, its arguments and the
+    healthcheck command masked (a command line may carry a password or a credential URL)."""
+    config = attrs.get("Config") or {}
+    env = config.get("Env") or []
+    masked = []
+    for item in env:
+        key, _sep, value = item.partition("=")
+        if _rules.may_hold_secret(key) and value:
+            masked.append("%s=<redacted:env>" % key)
+            redact.count += 1
+        else:
+            masked.append(item)
+    if env:
+        config["Env"] = masked
+    for holder, key in ((attrs, "Args"), (config, "Cmd"), (config, "Entrypoint")):
+        if holder.get(key):
+            holder[key] = "<redacted:command>"
+            redact.count += 1
+    if (config.get("Healthcheck") or {}).get("Test"):
+        config["Healthcheck"]["Test"] = "<redacted:command>"
+        redact.count += 1
+    return attrs
 
 
 class Bundle:
@@ -221,9 +199,10 @@ class Bundle:
         self.names = []
 
     def add(self, name, content):
-        if not isinstance(content, str):
-            content = json.dumps(content, indent=2, sort_keys=True, default=str)
-        data = self.redact(content).encode("utf-8")
+        if not isinstance(content, str):  # redacted before serialising: no escaped form can slip through
+            plain = json.loads(json.dumps(content, default=str))
+            content = json.dumps(self.redact.scrub(plain), indent=2, sort_keys=True)
+        data = self.redact.text(content).encode("utf-8")
         info = tarfile.TarInfo(name)
         info.size = len(data)
         info.mtime = int(time.time())
@@ -261,14 +240,14 @@ def host_facts(state_root):
 
 def gather(module, client, state, since_ts):
     params = module.params
-    redact = Redactor(read_secret_dirs(params["redact_dirs"]) + [("value", v) for v in params["redact_values"]])
+    redact = Redactor(read_secret_files(params["redact_dirs"]) + [("value", v) for v in params["redact_values"]])
     bundle = Bundle(redact)
     containers = stack_manifest(client, state.stack)
     bundle.add("containers.json", containers)
     for summary in containers:
         container = client.containers.get(summary["id"])
         prefix = "containers/%s/" % summary["name"]
-        bundle.add(prefix + "inspect.json", redact.inspect(container.attrs))
+        bundle.add(prefix + "inspect.json", mask_inspect(redact, container.attrs))
         logs = container.logs(since=int(since_ts), timestamps=True)[-params["max_log_bytes"] :]
         bundle.add(prefix + "logs.txt", logs.decode("utf-8", "replace"))
     for name in STATE_FILES:
@@ -307,6 +286,7 @@ def main():
     argument_spec.update(STATE_ARG_SPEC)
     argument_spec.update(DOCKER_ARG_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    guard(module)  # no URL user info nor credential in a message or result
     params = module.params
     now = time.time()
     try:

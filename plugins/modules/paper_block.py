@@ -313,6 +313,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._prometheus import 
     PrometheusError,
     client_from_params,
 )
+from ansible_collections.tradeops.stack.plugins.module_utils._redact import guard
 from ansible_collections.tradeops.stack.plugins.module_utils._report import render_markdown, render_svg
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     LABEL_STACK,
@@ -1111,6 +1112,7 @@ def main():
     argument_spec.update(DOCKER_ARG_SPEC)
     argument_spec.update(PROMETHEUS_ARG_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    guard(module)  # no URL user info (a Prometheus URL) nor credential in a message or result
     try:
         params = BlockParams(module.params)
         manager = PaperBlock(module, params)

@@ -546,6 +546,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker as D
+from ansible_collections.tradeops.stack.plugins.module_utils._redact import Redactor, guard, read_secret_files
 from ansible_collections.tradeops.stack.plugins.module_utils._releases import ReleaseHistory
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     LABEL_SPEC_HASH,
@@ -1939,6 +1940,10 @@ def main():
     argument_spec.update(STATE_ARG_SPEC)
     argument_spec.update(D.DOCKER_ARG_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    # the failure output (log tails, health probe output) and every message: no secret file's value, no
+    # credential-shaped text, no URL user info
+    secrets_dir = module.params["secrets_dir"] or "/etc/tradeops/%s/secrets" % module.params["stack"]
+    guard(module, Redactor(read_secret_files([secrets_dir]) if module.params["secrets"] else []))
     result = {"changed": False, "rolled_back": False}
     try:
         ro = Rollout(module)

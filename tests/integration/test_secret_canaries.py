@@ -9,19 +9,32 @@ is made to fail a delivery to the canary URL), `ps -eo args` sampled during the 
 file under the scanned roots except the secret files themselves. Every count must be 0.
 Positive controls prove the counting works: the secret files hold the canaries, and a service
 container reads them at /run/secrets/<name>.
+
+The redaction paths (issue 18): a "leaky" container of the stack writes the canaries to its log in
+every shape (Authorization Bearer and Basic headers, URL credentials, JSON fields password/apiKey/
+securityToken, the JSON-escaped, URL-encoded and base64 forms of a known secret, the webhook URL) and
+carries them in its Args/Cmd and healthcheck; the diagnose entry point bundles it (and a broker
+URL with user info, which capital_com_health refuses); a rollout of a service that prints its
+secret files and fails returns its log tail; capital_com_health is called with that URL unguarded.
+The leaky container is a source, not a sink: its own logs and inspect must hold the canaries (a
+positive control), the diagnostics bundles and the playbook output must not.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from conftest import ROOT, run_playbook
@@ -30,6 +43,7 @@ STACK = "t-sec"
 VAULT = str(ROOT / ".venv" / "bin" / "ansible-vault")
 AM_PORT = 19293
 CONTAINERS = ["t-sec-alertmanager", "t-sec-svc"]
+LEAKY = "t-sec-leaky"
 MODES = {"default": {}, "-vvv": {"verbosity": 3}, "--diff": {"diff": True}, "--check": {"check": True, "diff": True}}
 
 
@@ -48,7 +62,7 @@ def docker(*args: str, check: bool = False) -> subprocess.CompletedProcess:
 
 
 def cleanup(work: Path | None = None) -> None:
-    for name in CONTAINERS:
+    for name in [*CONTAINERS, LEAKY, "t-sec-failing"]:
         docker("rm", "-f", name)
     docker("volume", "rm", "t-sec-alertmanager-data")
     docker("network", "rm", STACK)
@@ -84,7 +98,7 @@ def playbook(work: Path) -> Path:
                     {
                         "name": "svc",
                         "user": "10001:10001",
-                        "secrets": ["capital_com_api_key", "capital_com_password", "postgres_password"],
+                        "secrets": ["capital_com_api_key", "capital_com_password", "postgres_password", "svc_token"],
                     }
                 ],
                 "secrets_root": str(work / "secrets"),
@@ -92,6 +106,7 @@ def playbook(work: Path) -> Path:
                     "capital_com_api_key": {"env": "T_SEC_CAPITAL_COM_API_KEY", "kind": "broker_key"},
                     "capital_com_password": {"env": "T_SEC_CAPITAL_COM_PASSWORD"},
                     "postgres_password": {},
+                    "svc_token": {},
                 },
                 "monitoring_config_dir": str(work / "monitoring"),
                 "monitoring_state_root": str(work / "state"),
@@ -100,7 +115,10 @@ def playbook(work: Path) -> Path:
                 "monitoring_cadvisor_enabled": False,
                 "monitoring_grafana_container": False,
                 "monitoring_alertmanager_port": AM_PORT,
-                "monitoring_alertmanager_webhook_url": "http://t-sec-nohook:8080/hook",
+                "stack_state_root": str(work / "state"),
+                "stack_secrets_root": str(work / "secrets"),
+                "stack_diagnose_dest": str(work / "bundles"),
+                "stack_diagnose_since": "1h",
                 "monitoring_alertmanager_group_wait": "1s",
                 "monitoring_alertmanager_group_interval": "1s",
             },
@@ -123,22 +141,108 @@ def playbook(work: Path) -> Path:
                         "command": ["sleep", "3600"],
                         "user": "10001:10001",
                         "volumes": "{{ secrets_mounts.svc.mounts }}",
-                        "labels": {
-                            "tradeops.secrets": "{{ secrets_mounts.svc.fingerprints | to_json | hash('sha256') }}"
-                        },
                         "read_only": True,
                         "cap_drop": ["ALL"],
                         "memory": "16m",
-                        "recreate": False,
+                        # a changed secret file is reported by name (no hash of a value is published)
+                        "recreate": "{{ secrets_changed | length > 0 }}",
                     },
                 },
                 {"name": "Show the mounts fact", "ansible.builtin.debug": {"var": "secrets_mounts"}},
+                {
+                    "name": "Start a container that leaks every shape (the source the redaction must catch)",
+                    "community.docker.docker_container": {
+                        "name": LEAKY,
+                        "image": "tradeops/busybox:1.35",
+                        "pull": "never",
+                        "command": ["sh", "-c", "{{ leak_script }}"],
+                        "healthcheck": {"test": ["CMD-SHELL", "{{ leak_health }}"], "interval": "1s"},
+                        "labels": {"tradeops.stack": STACK, "tradeops.service": "leaky"},
+                        "user": "10001:10001",
+                        "read_only": True,
+                        "cap_drop": ["ALL"],
+                        "memory": "16m",
+                    },
+                    "no_log": True,
+                },
+                {
+                    "name": "A broker URL with user info is refused, and the refusal masks it",
+                    "tradeops.stack.capital_com_health": {"base_url": "{{ tradeops_broker_health_url }}"},
+                    "register": "broker",
+                    "ignore_errors": True,
+                },
+                {"name": "Show the broker result", "ansible.builtin.debug": {"var": "broker"}},
+                {
+                    "name": "Roll out a service that prints its secret files and fails the gate",
+                    "tradeops.stack.rollout": {
+                        "stack": STACK,
+                        "service": "failing",
+                        "state_root": str(work / "state"),
+                        "image": "tradeops/busybox:1.35",
+                        "pull": "never",
+                        "user": "10001:10001",
+                        "command": ["sh", "-c", FAILING_SCRIPT],
+                        "secrets": ["capital_com_password", "postgres_password", "svc_token"],
+                        "secrets_dir": "{{ secrets_mounts.svc.dir }}",
+                        "resources": {"memory": "32m", "cpus": 0.2, "pids": 32},
+                        "health": {"timeout": 20},
+                        "stop_timeout": 1,
+                    },
+                    "register": "failed_rollout",
+                    "failed_when": False,
+                },
+                {"name": "Show the rollout failure", "ansible.builtin.debug": {"var": "failed_rollout"}},
+                {
+                    "name": "The rollout failed and its failure output had secrets to redact",
+                    "ansible.builtin.assert": {
+                        "that": [
+                            "ansible_check_mode or failed_rollout.rolled_back",
+                            "ansible_check_mode or '<redacted:svc_token>' in (failed_rollout.gate.logs | join)",
+                        ]
+                    },
+                },
+                {
+                    "name": "Gather the diagnostics bundle the way the diagnose playbook does",
+                    "ansible.builtin.include_role": {"name": "tradeops.stack.stack", "tasks_from": "diagnose"},
+                },
             ],
         }
     ]
     path = work / "canary.yml"
     path.write_text(json.dumps(play))
     return path
+
+
+# the secret files are read inside the container: the rollout's own arguments carry no canary
+FAILING_SCRIPT = (
+    'for f in /run/secrets/*; do echo "$f=$(cat $f)"; done;'
+    ' echo "Authorization: Basic $(cat /run/secrets/capital_com_password | base64)"; exit 3'
+)
+
+
+def leak_lines(values: dict, unknown: dict, webhook_url: str) -> list[str]:
+    """Every shape a secret takes in a log: known values encoded, unknown ones behind a header, a URL or a key."""
+    special = values["svc_token"]
+    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    return [
+        f"Authorization: Bearer {unknown['bearer']}",
+        f"Authorization: Basic {b64('trader@example.com:' + unknown['basic'])}",
+        f"GET https://trader:{unknown['urlpw']}@broker.example/api/v1/session",
+        f"connect postgresql://app:{unknown['dsnpw']}@postgres:5432/app",
+        json.dumps({"password": unknown["jsonpw"], "apiKey": unknown["jsonkey"], "securityToken": unknown["jsontok"]}),
+        json.dumps({"body": json.dumps({"token": special})}),  # a known value, JSON-escaped
+        f"url-encoded {quote(special, safe='')}",
+        f"base64 {b64(special)}",
+        f"notify failed for {webhook_url}",
+    ]
+
+
+def encoded(canaries: list[str]) -> list[str]:
+    """The canaries and the encoded forms the leaky container writes of them."""
+    forms = []
+    for c in canaries:
+        forms += [c, json.dumps(c)[1:-1], quote(c, safe=""), base64.b64encode(c.encode()).decode()]
+    return sorted(set(forms))
 
 
 def write_vault(work: Path, values: dict) -> None:
@@ -166,7 +270,8 @@ def scan_files(roots: list[Path], allowed: set[Path], canaries: list[str]) -> di
             dirnames[:] = [d for d in dirnames if d not in {".venv", ".git", "proc"}]
             for name in filenames:
                 path = Path(dirpath) / name
-                if path in allowed or not path.is_file() or path.is_symlink():
+                # runc's transient exec spec of the leaky container's healthcheck holds its command: the source
+                if path in allowed or not path.is_file() or path.is_symlink() or name.startswith("runc-process"):
                     continue
                 try:
                     if path.stat().st_size > 5_000_000:
@@ -192,6 +297,7 @@ def test_canaries_leak_nowhere(tmp_path):
     sampler = PsSampler()
     sampler.start()
     canaries: list[str] = []
+    leak_sources: list[list[str]] = []
     outputs: dict[str, str] = {}
     try:
         for mode, kwargs in MODES.items():
@@ -200,9 +306,18 @@ def test_canaries_leak_nowhere(tmp_path):
                 "postgres_password": token("pg"),
                 "capital_com_password": token("pw"),
                 "webhook_token": token("hook"),
+                "svc_token": token('sp"e/c+i a&l\\'),  # its JSON-escaped and URL-encoded forms differ
             }
             env_key, env_pw = token("envkey"), token("envpw")
-            canaries += [*values.values(), env_key, env_pw]
+            unknown = {k: token(k) for k in ("bearer", "basic", "urlpw", "dsnpw", "jsonpw", "jsonkey", "jsontok")}
+            webhook_url = f"http://t-sec-nohook:8080/hook/{token('hookurl')}"
+            broker_url = f"http://trader:{token('brokerpw')}@127.0.0.1:9/api/v1"
+            canaries += [*values.values(), env_key, env_pw, *unknown.values()]
+            canaries += [webhook_url.rsplit("/", 1)[1], broker_url.split(":")[2].split("@")[0]]
+            lines = leak_lines(values, unknown, webhook_url)
+            leak_sources.append(lines)
+            if mode != "--check":  # check mode starts no container
+                started_lines = lines
             write_vault(
                 work,
                 {
@@ -210,8 +325,13 @@ def test_canaries_leak_nowhere(tmp_path):
                         "postgres_password": values["postgres_password"],
                         # the vault wins over the environment for this one: the env canary must not leak either
                         "capital_com_password": values["capital_com_password"],
+                        "svc_token": values["svc_token"],
                     },
                     "monitoring_alertmanager_webhook_token": values["webhook_token"],
+                    "monitoring_alertmanager_webhook_url": webhook_url,
+                    "tradeops_broker_health_url": broker_url,
+                    "leak_script": "".join("echo %s;" % shlex.quote(line) for line in lines) + " sleep 3600",
+                    "leak_health": "test -n %s" % shlex.quote(values["capital_com_password"]),
                 },
             )
             run = run_playbook(
@@ -275,13 +395,43 @@ def test_canaries_leak_nowhere(tmp_path):
     counts["docker inspect .Config.Env (path 8)"] = count(json.dumps([c["Config"]["Env"] for c in inspect]), canaries)
     counts["docker inspect, whole document"] = count(json.dumps(inspect), canaries)
     logs = "".join(docker("logs", name).stdout + docker("logs", name).stderr for name in CONTAINERS)
-    counts["docker logs (path 10)"] = count(logs, canaries)
-    counts["Alertmanager /api/v2/status"] = count(am_status, canaries)
-    counts["ps -eo args during the runs (path 9)"] = count("\n".join(sampler.lines), canaries)
+    # Alertmanager itself prints its receiver's URL (in a failed delivery, in its status): the webhook URL
+    # canary is a source there, and the diagnostics bundle below is where it must not reach
+    not_webhook = [c for c in canaries if "hookurl" not in c]
+    counts["docker logs (path 10)"] = count(logs, not_webhook)
+    counts["Alertmanager /api/v2/status"] = count(am_status, not_webhook)
+    # the leaky container's own processes (its command, its healthcheck) are the source, not a leak
+    ps_lines = [line for line in sampler.lines if "sleep 3600" not in line and "test -n canary" not in line]
+    counts["ps -eo args during the runs (path 9)"] = count("\n".join(ps_lines), canaries)
+    for line in ps_lines:
+        if count(line, canaries):
+            print("  ps:", line[:200])
     allowed = set(secret_dir.iterdir()) | {am_file, token_file}
     roots = [work, Path("/tmp"), Path.home() / ".ansible", ROOT / ".cache"]
     file_hits = scan_files(roots, allowed, canaries)
     counts["files outside the secret files"] = sum(file_hits.values())
+
+    # -- the redaction paths: the leaky container is the source, the bundles are the sink ------------
+    leaky = json.loads(docker("inspect", LEAKY, check=True).stdout)[0]
+    leaky_logs = docker("logs", LEAKY).stdout
+    assert all(line in leaky_logs for line in started_lines), "the leaky container did not write its lines"
+    assert count(json.dumps(leaky["Args"]) + json.dumps(leaky["Config"]["Healthcheck"]), canaries) > 0
+    bundles = sorted((work / "bundles").rglob("*.tar.gz"))
+    assert len(bundles) == len([m for m in MODES if m != "--check"]), bundles  # check mode gathers nothing
+    needles = encoded(canaries) + [
+        line.split()[-1] for lines in leak_sources for line in lines if line.startswith("Authorization: Basic")
+    ]
+    bundle_text = ""
+    for path in bundles:
+        with tarfile.open(path) as tar:
+            for member in tar.getmembers():
+                bundle_text += tar.extractfile(member).read().decode("utf-8", "replace")
+    # positive controls: the bundle holds the leaky container, redacted
+    assert "containers/t-sec-leaky/logs.txt" in bundle_text and "<redacted:header>" in bundle_text
+    assert '"Args": "<redacted:command>"' in bundle_text and "https://***@broker.example" in bundle_text
+    counts["diagnostics bundles (headers, URLs, JSON fields, encoded forms, webhook, args)"] = count(
+        bundle_text, needles
+    )
 
     print(
         f"\ncanaries: {len(canaries)} values over {len(MODES)} runs ({', '.join(MODES)});",
