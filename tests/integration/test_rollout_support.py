@@ -131,12 +131,14 @@ class Stack:
 
     def write_block(self):
         (self.dir / "blocks").mkdir(parents=True, exist_ok=True)
+        # the record paper_block writes (epoch seconds): a malformed one stops rollouts with its own error
+        started = time.time()
         block = {
             "id": "blk-" + secrets.token_hex(2),
             "operator": "alice",
             "reason": "paper week 47",
-            "started_at": "2026-11-23T00:00:00Z",
-            "planned_end": "2026-11-30T00:00:00Z",
+            "started_at": started,
+            "planned_end": started + 3 * 86400,
             "status": "active",
         }
         (self.dir / "blocks" / "active.json").write_text(json.dumps(block))
