@@ -97,8 +97,9 @@ class Redactor(object):
             if isinstance(value, str) and len(value.strip()) >= MIN_LENGTH:
                 for form in encoded_forms(value.strip()):
                     pairs.append((form, name))
-        # longest first, so a secret containing another is replaced whole
-        self.values = sorted(set(pairs), key=lambda x: (-len(x[0]), x[0]))
+        # longest first, so a secret containing another is replaced whole; a value known by its
+        # name (a secret file) and also passed as a bare value is masked with its name, every run
+        self.values = sorted(set(pairs), key=lambda x: (-len(x[0]), x[0], x[1] == "value", x[1]))
         self.count = 0
 
     def text(self, text):

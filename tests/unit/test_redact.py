@@ -153,3 +153,20 @@ def test_guard_hides_url_userinfo_of_the_arguments():
     module = FakeModule({"base_url": "http://trader:pw-1234@h/api", "nested": {"urls": ["https://tok@h2/"]}, "n": 1})
     _redact.guard(module)
     assert module.no_log_values == {"trader:pw-1234", "pw-1234", "tok"}
+
+
+def test_a_value_known_by_name_and_as_a_bare_value_is_masked_with_its_name():
+    """Set order follows string hashing, which differs per process: check under several hash seeds."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from ansible_collections.tradeops.stack.plugins.module_utils._redact import Redactor\n"
+        "r = Redactor([('value', 'canarypg0123abcd'), ('postgres_password', 'canarypg0123abcd')])\n"
+        "print(r('login with canarypg0123abcd'))\n"
+    )
+    for seed in range(8):
+        env = dict(os.environ, PYTHONHASHSEED=str(seed), PYTHONPATH=os.pathsep.join(sys.path))
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+        assert out.strip() == "login with <redacted:postgres_password>", (seed, out)
