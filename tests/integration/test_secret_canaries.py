@@ -78,7 +78,9 @@ class PsSampler(threading.Thread):
 
     def run(self):
         while not self.stop.is_set():
-            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            # ww: without a terminal ps cuts each line at 80 columns, which hides both a leak past
+            # column 80 and the markers that tell the leaky container's own command apart
+            out = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
             self.lines.update(out.splitlines())
             time.sleep(0.1)
 
