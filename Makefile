@@ -18,7 +18,11 @@ export TRADEOPS_NO_DATA_LOST_CYCLES ?= 3
 TEST_WORKERS ?= 2
 MOLECULE_SCENARIOS ?= $(notdir $(patsubst %/,%,$(wildcard molecule/*/)))
 
-.PHONY: help bootstrap images lint sanity unit integration faults molecule test demo bench clean
+# ansible-lint installs the collection under the Ansible home and caches schemas: both stay
+# inside the checkout, so lint leaves the operator's ~/.ansible and ~/.cache untouched.
+LINT_ENV := ANSIBLE_HOME=$(CURDIR)/.cache/ansible-home XDG_CACHE_HOME=$(CURDIR)/.cache/xdg
+
+.PHONY: help bootstrap images lint ansible-lint sanity unit integration faults molecule test demo demo-down bench ee-context clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,9 +37,12 @@ lint: bootstrap  ## yamllint, ruff, ansible-lint (production profile), ansible-t
 	$(BIN)/yamllint --strict .
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/ansible-lint --profile production
+	$(LINT_ENV) $(BIN)/ansible-lint --profile production
 	$(BIN)/python tests/tools/gen_docs.py --check
 	tests/tools/sanity.sh
+
+ansible-lint: bootstrap  ## ansible-lint only (production profile), inside the checkout's own Ansible home
+	$(LINT_ENV) $(BIN)/ansible-lint --profile production
 
 sanity: bootstrap  ## ansible-test sanity only
 	tests/tools/sanity.sh
@@ -58,8 +65,20 @@ test: bootstrap images lint unit integration faults molecule  ## the whole suite
 demo: images  ## deploy and verify the reference stack on the local engine
 	$(BIN)/ansible-playbook -i inventories/local playbooks/site.yml
 
+demo-down: bootstrap  ## take the demo stack down: its containers, volumes, networks and state, nothing else
+	$(BIN)/ansible-playbook -i inventories/local playbooks/teardown.yml -e tradeops_teardown_confirm=cdb
+
 bench: images  ## benchmarks under tests/bench (print numbers, assert nothing about time)
 	@set -e; for b in tests/bench/bench_*.py; do echo "=== $$b"; $(BIN)/python $$b; done
+
+ee-context: bootstrap  ## the AWX execution environment's build context in .cache/ee (tarball + ansible-builder create)
+	rm -rf .cache/ee && mkdir -p .cache/ee
+	cp examples/awx/execution-environment.yml examples/awx/requirements.yml .cache/ee/
+	$(BIN)/ansible-galaxy collection build --force --output-path .cache/ee . >/dev/null
+	mv .cache/ee/tradeops-stack-*.tar.gz .cache/ee/tradeops-stack.tar.gz
+	cd .cache/ee && $(CURDIR)/$(BIN)/ansible-builder create -f execution-environment.yml -c context
+	@echo "build the image where the base image's registry is reachable:"
+	@echo "  cd .cache/ee && ansible-builder build --container-runtime docker -c context -t tradeops-ee:0.1.0"
 
 clean:  ## remove .venv and caches (images stay)
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

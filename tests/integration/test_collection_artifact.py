@@ -46,8 +46,24 @@ def test_tarball_leaves_out_tests_molecule_examples_and_ci(installed):
     tarball, _, _ = installed
     names = tarfile.open(tarball).getnames()
     assert "galaxy.yml" not in names and "MANIFEST.json" in names
-    for excluded in ("tests/", "molecule/", "examples/", ".ci/", ".venv/", ".cache/"):
+    # test-only, demo-only and development files stay in the repository
+    for excluded in (
+        "tests/",
+        "molecule/",
+        "examples/",
+        "inventories/",
+        "changelogs/fragments/",
+        ".ci/",
+        ".venv/",
+        ".cache/",
+        "Makefile",
+        "requirements-dev.txt",
+    ):
         assert not [n for n in names if n.startswith(excluded)], f"{excluded} leaked into the artifact"
+    # what a release ships: the licence text, the changelog, the runtime requirements
+    for shipped in ("COPYING", "changelogs/changelog.yaml", "requirements.txt", "meta/runtime.yml"):
+        assert shipped in names, f"{shipped} missing from the artifact"
+    assert "GNU GENERAL PUBLIC LICENSE" in tarfile.open(tarball).extractfile("COPYING").read().decode()
     assert "plugins/module_utils/_state.py" in names
 
 
