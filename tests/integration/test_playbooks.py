@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 import secrets
 import shutil
@@ -251,3 +252,55 @@ def test_an_active_block_blocks_a_deploy(stack):
     finally:
         run = stack.play("paper_block", block_action="abort", block_reason="integration test done")
         assert run.rc == 0, run.output[-4000:]
+
+
+def test_restore_takes_the_dump_name_as_data_not_as_shell(stack):
+    """A dump name is operator input: a name with shell syntax reaches pg_restore whole, nothing runs it."""
+    backups = stack.home / "backups"
+    backups.mkdir(parents=True, exist_ok=True)
+    crafted = 't-$(echo INJ""ECTED).dump'  # the shell would turn this into t-INJECTED.dump
+    (backups / crafted).write_bytes(b"not a dump")
+    os.chown(backups / crafted, 999, 999)
+    try:
+        run = stack.play("restore", backup=crafted, confirm=True)
+        assert run.rc != 0, run.output[-3000:]  # not a valid archive: pg_restore refuses it, in one transaction
+        assert "INJECTED" not in run.output.replace('INJ""ECTED', ""), run.output[-3000:]
+        assert "does not appear to be a valid archive" in run.output or "input file" in run.output, run.output[-3000:]
+    finally:
+        (backups / crafted).unlink()
+
+
+def test_teardown_takes_the_stack_down_and_nothing_else(stack):
+    """The demo-down path: refused without the typed stack name, then everything of the stack goes and a
+    neighbour named like it (container, volume, network) stays."""
+    neighbour = stack.name + "x"
+    try:
+        docker("network", "create", "--label", f"tradeops.stack={neighbour}", neighbour)
+        docker("volume", "create", f"{stack.name}-not-mounted")  # a prefix match would take it
+        docker(
+            "run", "-d", "--name", f"{neighbour}-app", "--label", f"tradeops.stack={neighbour}", "--network",
+            neighbour, "-v", f"{neighbour}-data:/data", "--entrypoint", "sleep", "tradeops/bot:1.0.1", "600",
+        )  # fmt: skip
+        assert docker("ps", "-q", "--filter", f"name=^{neighbour}-app$"), "the neighbour did not start"
+        assert stack.running(), "the stack should be up before its teardown"
+        assert docker("volume", "ls", "-q", "--filter", f"name=^{stack.name}-pgdata$"), "no PostgreSQL volume to remove"
+
+        run = stack.play("teardown")
+        assert run.rc != 0 and f"tradeops_teardown_confirm={stack.name}" in run.output, run.output[-3000:]
+        assert stack.running(), "an unconfirmed teardown changed something"
+
+        run = stack.play("teardown", tradeops_teardown_confirm=stack.name)
+        assert run.rc == 0, run.output[-4000:]
+        assert f"{stack.name} on localhost is down" in run.output
+        assert docker("ps", "-aq", "--filter", f"label=tradeops.stack={stack.name}") == ""
+        assert docker("volume", "ls", "-q", "--filter", f"name=^{stack.name}-pgdata$") == ""
+        assert not stack.home.exists()
+        # nothing else: the neighbour's container, network and volume, and the unmounted look-alike
+        assert docker("ps", "-q", "--filter", f"name=^{neighbour}-app$")
+        assert docker("network", "ls", "-q", "--filter", f"name=^{neighbour}$")
+        assert docker("volume", "ls", "-q", "--filter", f"name=^{neighbour}-data$")
+        assert docker("volume", "ls", "-q", "--filter", f"name=^{stack.name}-not-mounted$")
+    finally:
+        docker("rm", "-f", f"{neighbour}-app")
+        docker("network", "rm", neighbour)
+        docker("volume", "rm", f"{neighbour}-data", f"{stack.name}-not-mounted")
