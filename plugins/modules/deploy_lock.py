@@ -75,18 +75,17 @@ options:
     default: false
   owner_pid:
     description:
-      - PID of the controller process that holds the lock, normally
-        C(lookup('tradeops.stack.controller', 'pid')). When that process is gone from O(owner_machine), the lock is
-        stale.
+      - PID of the controller process that holds the lock, normally the C(pid) term of the lookup
+        P(tradeops.stack.controller#lookup). When that process is gone from O(owner_machine), the lock is stale.
     type: int
   owner_host:
     description:
-      - Host name of O(owner_pid), normally C(lookup('tradeops.stack.controller', 'host')). Shown to people only;
-        staleness never depends on it.
+      - Host name of O(owner_pid), normally the C(host) term of the lookup P(tradeops.stack.controller#lookup).
+        Shown to people only; staleness never depends on it.
     type: str
   owner_machine:
     description:
-      - Where O(owner_pid) is meaningful, normally C(lookup('tradeops.stack.controller', 'machine'))
+      - Where O(owner_pid) is meaningful, normally the C(machine) term of the lookup P(tradeops.stack.controller#lookup)
         (kernel boot id and pid namespace). The owner process is checked only when this equals the machine the
         module runs on; without it the lock is stale by its TTL only.
     type: str

@@ -2,9 +2,12 @@
 """Generate docs/reference/ from the collection's own documentation.
 
 Modules and plugins: ``ansible-doc --json`` (so the reference is exactly what
-``ansible-doc`` shows). Roles: their ``meta/argument_specs.yml``. The output is
-committed; ``--check`` regenerates into memory and fails when a committed page
-is stale or when ansible-doc printed a warning, which is what CI runs.
+``ansible-doc`` shows). Roles: their ``meta/argument_specs.yml``. Ansible's
+markup (``O(...)``, ``M(...)``, ``V(...)``...) is rendered by antsibull-docs-parser,
+the parser ansible-doc and the docsite use, in strict mode: a malformed macro
+fails the run, naming the plugin. The output is committed; ``--check``
+regenerates into memory and fails when a committed page is stale, when
+ansible-doc printed a warning or when raw markup is left, which is what CI runs.
 
 Usage: gen_docs.py [--check]
 """
@@ -20,33 +23,32 @@ import sys
 from pathlib import Path
 
 import yaml
+from antsibull_docs_parser import dom
+from antsibull_docs_parser.md import to_md
+from antsibull_docs_parser.parser import Context, parse
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "reference"
 BIN = ROOT / ".venv" / "bin"
 PLUGIN_TYPES = ("module", "lookup", "filter", "callback")
-MARKUP = [
-    (re.compile(r"[COV]\(([^)]*)\)"), r"`\1`"),
-    (re.compile(r"[IE]\(([^)]*)\)"), r"*\1*"),
-    (re.compile(r"RV\(([^)]*)\)"), r"`\1`"),
-    (re.compile(r"B\(([^)]*)\)"), r"**\1**"),
-    (re.compile(r"[ML]\(([^),]*)(?:,[^)]*)?\)"), r"\1"),
-    (re.compile(r"U\(([^)]*)\)"), r"<\1>"),
-]
+# A macro left unrendered in a page: what --check refuses.
+RAW_MARKUP = re.compile(r"(?<![\w`])(?:RV|[BCEILMOPUV])\((?!\))")
 
 
-def text(value) -> str:
+def text(value, ctx: Context) -> str:
+    """One table cell or list item of Markdown from Ansible markup (paragraphs joined by a space)."""
     if value is None:
         return ""
-    if isinstance(value, list):
-        return " ".join(text(v) for v in value)
-    out = str(value)
-    for pattern, repl in MARKUP:
-        out = pattern.sub(repl, out)
+    try:
+        paragraphs = parse(value if isinstance(value, list) else str(value), ctx, strict=True, errors="exception")
+    except ValueError as exc:
+        where = ctx.current_plugin.fqcn + (f" (entry point {ctx.role_entrypoint})" if ctx.role_entrypoint else "")
+        sys.exit(f"{where}: {exc}")
+    out = to_md(paragraphs, current_plugin=ctx.current_plugin, par_sep=" ")
     return out.replace("|", "\\|").replace("\n", " ")
 
 
-def option_rows(options: dict, prefix: str = "") -> list[str]:
+def option_rows(options: dict, ctx: Context, prefix: str = "") -> list[str]:
     rows = []
     for name, spec in sorted(options.items()):
         kind = spec.get("type", "str")
@@ -60,15 +62,15 @@ def option_rows(options: dict, prefix: str = "") -> list[str]:
             flags.append("choices: " + ", ".join(f"`{c}`" for c in spec["choices"]))
         if default not in (None, "", [], {}):
             flags.append(f"default: `{json.dumps(default) if not isinstance(default, str) else default}`")
-        desc = text(spec.get("description"))
+        desc = text(spec.get("description"), ctx)
         rows.append(f"| `{prefix}{name}` | {kind} | {'; '.join(flags)} | {desc} |")
         for sub in ("suboptions", "options", "contains"):
             if spec.get(sub):
-                rows += option_rows(spec[sub], prefix=f"{prefix}{name}.")
+                rows += option_rows(spec[sub], ctx, prefix=f"{prefix}{name}.")
     return rows
 
 
-def table(title: str, options: dict, header=("name", "type", "constraints", "description")) -> list[str]:
+def table(title: str, options: dict, ctx: Context, header=("name", "type", "constraints", "description")) -> list[str]:
     if not options:
         return []
     return [
@@ -76,39 +78,42 @@ def table(title: str, options: dict, header=("name", "type", "constraints", "des
         "",
         "| " + " | ".join(header) + " |",
         "|---|---|---|---|",
-        *option_rows(options),
+        *option_rows(options, ctx),
         "",
     ]
 
 
-def plugin_page(fqcn: str, data: dict) -> str:
+def plugin_page(fqcn: str, kind: str, data: dict) -> str:
     doc = data["doc"]
-    lines = [f"# {fqcn}", "", f"{text(doc.get('short_description'))}", ""]
-    lines += [f"- {text(d)}" for d in doc.get("description", [])] + [""]
+    ctx = Context(current_plugin=dom.PluginIdentifier(fqcn=fqcn, type=kind))
+    lines = [f"# {fqcn}", "", f"{text(doc.get('short_description'), ctx)}", ""]
+    lines += [f"- {text(d, ctx)}" for d in doc.get("description", [])] + [""]
     if doc.get("requirements"):
-        lines += ["**Requirements:** " + ", ".join(text(r) for r in doc["requirements"]), ""]
-    lines += table("Options", doc.get("options") or {})
+        lines += ["**Requirements:** " + ", ".join(text(r, ctx) for r in doc["requirements"]), ""]
+    lines += table("Options", doc.get("options") or {}, ctx)
     attrs = doc.get("attributes") or {}
     if attrs:
         lines += ["## Attributes", "", "| attribute | support | details |", "|---|---|---|"]
         for name, spec in sorted(attrs.items()):
-            lines.append(f"| {name} | {spec.get('support')} | {text(spec.get('details'))} |")
+            lines.append(f"| {name} | {spec.get('support')} | {text(spec.get('details'), ctx)} |")
         lines.append("")
     if data.get("examples"):
         lines += ["## Examples", "", "```yaml", data["examples"].strip("\n"), "```", ""]
     ret = data.get("return") or {}
     if ret:
-        lines += table("Return values", ret, header=("key", "type", "returned", "description"))
+        lines += table("Return values", ret, ctx, header=("key", "type", "returned", "description"))
     return "\n".join(lines).rstrip() + "\n"
 
 
 def role_page(role: Path) -> str:
     specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    role_id = dom.PluginIdentifier(fqcn=f"tradeops.stack.{role.name}", type="role")
     lines = [f"# Role tradeops.stack.{role.name}", ""]
     seen: dict[str, str] = {}  # entry points sharing one option set (a YAML anchor) list it once
     for entry, spec in specs.items():
-        lines += [f"## Entry point `{entry}`", "", text(spec.get("short_description")), ""]
-        lines += [f"- {text(d)}" for d in spec.get("description", []) if d] + [""]
+        ctx = Context(current_plugin=role_id, role_entrypoint=entry)
+        lines += [f"## Entry point `{entry}`", "", text(spec.get("short_description"), ctx), ""]
+        lines += [f"- {text(d, ctx)}" for d in spec.get("description", []) if d] + [""]
         if not spec.get("options"):
             continue
         key = json.dumps(spec["options"], sort_keys=True, default=str)
@@ -116,7 +121,7 @@ def role_page(role: Path) -> str:
             lines += [f"Variables: the same as entry point `{seen[key]}`.", ""]
         else:
             seen[key] = entry
-            lines += table("Variables", spec["options"])[2:]
+            lines += table("Variables", spec["options"], ctx)[2:]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -146,7 +151,7 @@ def pages() -> tuple[dict[str, str], list[str]]:
         warnings += [line for line in stderr.splitlines() if "WARNING" in line or "ERROR" in line]
         for fqcn, data in docs.items():
             if data.get("doc"):
-                out[f"{kind}_{fqcn.split('.')[-1]}.md"] = plugin_page(fqcn, data)
+                out[f"{kind}_{fqcn.split('.')[-1]}.md"] = plugin_page(fqcn, kind, data)
     for role in sorted((ROOT / "roles").iterdir()):
         if (role / "meta" / "argument_specs.yml").exists():
             out[f"role_{role.name}.md"] = role_page(role)
@@ -163,6 +168,10 @@ def main() -> int:
     wanted, warnings = pages()
     if warnings:
         print("ansible-doc printed warnings:\n" + "\n".join(warnings), file=sys.stderr)
+        return 1
+    raw = sorted(f"{name}: {m.group(0)}..." for name, page in wanted.items() for m in RAW_MARKUP.finditer(page))
+    if raw:
+        print("raw Ansible markup left in docs/reference/:\n" + "\n".join(raw), file=sys.stderr)
         return 1
     existing = {p.name: p.read_text() for p in OUT.glob("*.md")} if OUT.exists() else {}
     if args.check:
