@@ -275,6 +275,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     prom_line,
 )
 
+
 def least_skew_ms(skew_ms, round_trip_ms):
     """The smallest clock skew the measurement allows, in ms.
 
