@@ -295,13 +295,12 @@ metrics_file:
 
 import math
 import os
-import re
 import time
 from contextlib import contextmanager
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tradeops.stack.plugins.module_utils import _rules
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules, _textfile
 from ansible_collections.tradeops.stack.plugins.module_utils._docker import (
     DOCKER_ARG_SPEC,
     DockerError,
@@ -325,22 +324,12 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     atomic_write_text,
     caller_identity,
     iso,
-    prom_line,
     read_json,
     utcnow,
 )
 
 MAX_SECONDS = 30 * 86400
 MANIFEST_IDENTITY = ("service", "colour", "image_id", "spec_hash", "release")
-METRIC_HELP = {
-    "tradeops_paper_block_active": "1 while a paper-trading block is active",
-    "tradeops_paper_block_elapsed_seconds": "Seconds since the active paper block started (0 when none)",
-    "tradeops_paper_block_zai": "1 when the zero-activity incident is declared for the active block",
-    "tradeops_paper_block_window_signals": "Signals in the ZAI window at the last status (NaN: no data)",
-    "tradeops_paper_block_window_trades": "Paper trades in the ZAI window at the last status (NaN: no data)",
-    "tradeops_paper_block_zai_window_seconds": "Length of the ZAI window used by the last status",
-    "tradeops_paper_block_last_update_timestamp_seconds": "When paper_block last wrote this file",
-}
 
 
 class BlockError(Exception):
@@ -959,16 +948,9 @@ class PaperBlock:
 
     def broker_textfile(self):
         path = self.raw["broker_health_textfile"]
-        candidates = (
-            [path]
-            if path
-            else [
-                self.state.sub("metrics", "capital_com.prom"),
-                self.state.sub("metrics", "capital_com_health.prom"),
-            ]
-        )
+        candidates = [path] if path else [_textfile.stack_path(self.state, name) for name in _textfile.BROKER_HEALTH]
         for candidate in candidates:
-            parsed = parse_textfile(candidate)
+            parsed = _textfile.parse(candidate)
             if parsed is not None:
                 up = parsed.get(("capital_com_up", ()))
                 failing = sorted(
@@ -998,19 +980,12 @@ class PaperBlock:
             ("tradeops_paper_block_zai_window_seconds", self.p.zai_window),
             ("tradeops_paper_block_last_update_timestamp_seconds", round(now, 3)),
         ]
-        lines = []
         labels = {"block": block["id"]} if block else None
-        for name, value in samples:
-            lines.append("# HELP %s %s" % (name, METRIC_HELP[name]))
-            lines.append("# TYPE %s gauge" % name)
-            lines.append(
-                prom_line(
-                    name,
-                    float(value) if value is not None else None,
-                    labels if name == "tradeops_paper_block_active" else None,
-                )
-            )
-        return self.state.write_metrics("paper_block", lines)
+        samples = [
+            (name, None if value is None else float(value), labels if name == "tradeops_paper_block_active" else None)
+            for name, value in samples
+        ]
+        return _textfile.write_for_stack(self.state, _textfile.PAPER_BLOCK, samples)
 
 
 def manifest_changes(before, after):
@@ -1062,29 +1037,6 @@ def _nearest(mapping, ts):
         if abs(key - ts) < 0.5:
             return mapping[key]
     return None
-
-
-def parse_textfile(path):
-    """{(name, ((label, value), ...)): value} of a Prometheus textfile, or None when it does not exist."""
-    try:
-        with open(path) as handle:
-            text = handle.read()
-    except (IOError, OSError):
-        return None
-    out = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)", line)
-        if not match:
-            continue
-        labels = tuple(sorted(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(3) or "")))
-        try:
-            out[(match.group(1), labels)] = float(match.group(4))
-        except ValueError:
-            continue
-    return out
 
 
 def main():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.tradeops.stack.plugins.module_utils import _report
+from ansible_collections.tradeops.stack.plugins.module_utils import _report, _textfile
 from ansible_collections.tradeops.stack.plugins.modules import paper_block as pb
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -125,10 +125,10 @@ def test_parse_textfile_of_capital_com_health(tmp_path):
         'capital_com_check_ok{check="login"} 1\ncapital_com_check_ok{check="market:OIL_CRUDE"} 0\n'
         "capital_com_last_check_timestamp_seconds 1795398165.5\ngarbage line\n"
     )
-    parsed = pb.parse_textfile(str(path))
+    parsed = _textfile.parse(str(path))
     assert parsed[("capital_com_up", ())] == 0
     assert parsed[("capital_com_check_ok", (("check", "market:OIL_CRUDE"),))] == 0
-    assert pb.parse_textfile(str(tmp_path / "missing.prom")) is None
+    assert _textfile.parse(str(tmp_path / "missing.prom")) is None
 
 
 def test_svg_draws_gaps_as_gaps_and_shades_zai():
