@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The life of a paper block: start, status, complete or abort, and the records they keep.
 
-Private to the collection; ``tradeops.stack.paper_block`` is its only user. ``BlockParams`` validates
+Private to the collection; ``tradeops.stack.paper_block`` is its only user. ``BlockOptions`` validates
 the options, ``PaperBlock`` runs one state against the stack's state directory on the Docker host:
 
     blocks/active.json        the active block (the freeze rollout reads), written first on a start
@@ -49,27 +49,27 @@ class BlockError(Exception):
     """A refusal or failure; the message says what was expected, what was found and what to do."""
 
 
-class BlockParams:
+class BlockOptions:
     """Validated options: every error names its option and comes before anything is read or written.
 
     A refusal is a ``BlockError``, or a ``_rules.RuleError`` for an id or a duration (the collection's rules).
     """
 
     def __init__(self, params):
-        self.raw = params
-        self.state = params["state"]
+        self.module_params = params
+        self.wanted_state = params["state"]
         self.id = None if params["id"] is None else _rules.check_name("block", params["id"], option="id")
         self.operator = params["operator"] or caller_identity()["user"]
         self.reason = params["reason"]
         self.duration = _rules.parse_duration(params["duration"], "duration", minimum=1, maximum=MAX_SECONDS)
         self.zai_window = _rules.parse_duration(params["zai_window"], "zai_window", minimum=1, maximum=MAX_SECONDS)
         self.trading_mode = params["trading_mode"]
-        if self.state == "started":
+        if self.wanted_state == "started":
             if not self.id:
                 raise BlockError("id is required to start a block")
             if not (self.reason or "").strip():
                 raise BlockError("reason is required to start a block: say why this block is run")
-        if self.state == "aborted" and not (self.reason or "").strip():
+        if self.wanted_state == "aborted" and not (self.reason or "").strip():
             raise BlockError("reason is required to abort a block: say why it is aborted")
         if params["scrape_interval"] <= 0:
             raise BlockError("scrape_interval must be a positive number of seconds, got %r" % params["scrape_interval"])
@@ -79,12 +79,14 @@ class BlockParams:
 
 
 class PaperBlock:
-    def __init__(self, module, params):
+    """The paper block of one stack: ``started``, ``status`` and ``close`` each return the module result."""
+
+    def __init__(self, module, options):
         self.module = module
-        self.p = params
-        self.raw = params.raw
+        self.options = options
+        self.module_params = options.module_params
         self.check = module.check_mode
-        self.state = StackState(self.raw["stack"], self.raw["state_root"])
+        self.stack_state = StackState(self.module_params["stack"], self.module_params["state_root"])
         self._docker = None
         self._prom = None
 
@@ -92,13 +94,13 @@ class PaperBlock:
     @property
     def docker(self):
         if self._docker is None:
-            self._docker = get_client(self.raw)
+            self._docker = get_client(self.module_params)
         return self._docker
 
     @property
     def prom(self):
         if self._prom is None:
-            self._prom = client_from_params(self.raw)
+            self._prom = client_from_params(self.module_params)
         return self._prom
 
     @contextmanager
@@ -110,14 +112,14 @@ class PaperBlock:
         and the block is refused naming it, or takes the lock afterwards and then sees the
         freeze, which it decides under the lock. Nothing is written to lock.json.
         """
-        if self.check or not self.state.exists():
+        if self.check or not self.stack_state.exists():
             # no state directory: no lock was ever taken here; a refusal must not create one
             yield
             return
-        lock = DeployLock(self.state)
-        deadline = time.monotonic() + max(0, self.raw["lock_wait"])
+        lock = DeployLock(self.stack_state)
+        deadline = time.monotonic() + max(0, self.module_params["lock_wait"])
         while True:
-            with self.state.mutex("lock"):
+            with self.stack_state.mutex("lock"):
                 holder = lock.status()
                 if not holder.get("held"):
                     yield
@@ -127,7 +129,7 @@ class PaperBlock:
                     "the deploy lock of stack %s is held by %r since %s (reason: %s%s): a paper block opens and closes "
                     "only while no deploy, flag flip or restore runs; wait for it (lock_wait) or retry"
                     % (
-                        self.raw["stack"],
+                        self.module_params["stack"],
                         holder.get("holder"),
                         iso(holder.get("acquired_at")),
                         holder.get("reason"),
@@ -137,24 +139,24 @@ class PaperBlock:
             time.sleep(0.5)
 
     def block_path(self, block_id):
-        return self.state.sub("blocks", "%s.json" % block_id)
+        return self.stack_state.sub("blocks", "%s.json" % block_id)
 
     def read_block(self, block_id):
-        return read_json(self.block_path(block_id)) if self.state.exists() else None
+        return read_json(self.block_path(block_id)) if self.stack_state.exists() else None
 
     def read_report(self, block_id):
-        return read_json(_block_report.paths(self.state, block_id)["json"])
+        return read_json(_block_report.paths(self.stack_state, block_id)["json"])
 
     def active(self):
-        return self.state.active_block() if self.state.exists() else None
+        return self.stack_state.active_block() if self.stack_state.exists() else None
 
     def manifest(self):
-        return stack_manifest(self.docker, self.raw["stack"])
+        return stack_manifest(self.docker, self.module_params["stack"])
 
     def containers(self, block, manifest, until):
         """Per container, restarts and health since ``block`` started (``_block_report.container_changes``)."""
         starts, health_failures = _block_report.engine_events(
-            self.docker, self.raw["stack"], block["started_at"], until
+            self.docker, self.module_params["stack"], block["started_at"], until
         )
         return _block_report.container_changes(block, manifest, starts, health_failures)
 
@@ -164,7 +166,7 @@ class PaperBlock:
         window = math.ceil(seconds)
         out = {"seconds": window, "data": {}}
         for key, option in _zai.COUNTERS:
-            value = self.prom.total(_zai.increase_query(self.raw[option], window), at=at)
+            value = self.prom.total(_zai.increase_query(self.module_params[option], window), at=at)
             out[key] = None if value is None else round(value, 3)
             out["data"][key] = "no data" if value is None else "ok"
         return out
@@ -172,18 +174,18 @@ class PaperBlock:
     # -- started ----------------------------------------------------------------------------
     def paper_guard(self):
         """BlockError unless the stack is configured for paper trading on the demo host."""
-        if self.p.trading_mode != "paper":
+        if self.options.trading_mode != "paper":
             raise BlockError(
                 "trading_mode is %r: a paper block only runs on a stack in paper mode (tradeops_trading_mode: paper)"
-                % self.p.trading_mode
+                % self.options.trading_mode
             )
-        for url in self.raw["broker_urls"]:
+        for url in self.module_params["broker_urls"]:
             try:
-                _rules.refuse_live_broker(url, self.raw["broker_emulator_hosts"], option="broker_urls")
+                _rules.refuse_live_broker(url, self.module_params["broker_emulator_hosts"], option="broker_urls")
             except _rules.RuleError as exc:
                 raise BlockError("%s; a paper block runs against the demo host only" % exc)
         containers = self.docker.containers.list(
-            all=True, filters={"label": "%s=%s" % (LABEL_STACK, self.raw["stack"])}
+            all=True, filters={"label": "%s=%s" % (LABEL_STACK, self.module_params["stack"])}
         )
         for container in containers:
             for item in (container.attrs.get("Config") or {}).get("Env") or []:
@@ -201,21 +203,20 @@ class PaperBlock:
                     )
 
     def started(self):
-        p = self.p
         current = self.active()
         if current and current.get("status", "active") == "active":
-            if current.get("id") == p.id:
-                recovered = self.read_block(p.id) is None
+            if current.get("id") == self.options.id:
+                recovered = self.read_block(self.options.id) is None
                 if recovered and not self.check:
                     # interrupted between the freeze and the history record (see below): finish that start
-                    with self.state.mutex("blocks"):
-                        atomic_write_json(self.block_path(p.id), current)
-                    self.state.audit("paper_block_recover", "ok", block=p.id, status="active")
+                    with self.stack_state.mutex("blocks"):
+                        atomic_write_json(self.block_path(self.options.id), current)
+                    self.stack_state.audit("paper_block_recover", "ok", block=self.options.id, status="active")
                 return {
                     "changed": recovered,
                     "msg": "block %s is already active (started %s)%s"
                     % (
-                        p.id,
+                        self.options.id,
                         iso(current.get("started_at")),
                         "; wrote its missing history record (interrupted run)" if recovered else "",
                     ),
@@ -235,22 +236,23 @@ class PaperBlock:
                     current.get("reason"),
                     iso(current.get("started_at")),
                     iso(current.get("planned_end")),
-                    p.id,
+                    self.options.id,
                 )
             )
-        previous = self.read_block(p.id)
+        previous = self.read_block(self.options.id)
         if previous and previous.get("status") == "active":
             # a crash between the history record and active.json: finish that start instead of refusing the id
             self.paper_guard()
             metrics_file = None
             if not self.check:
-                with self.state.mutex("blocks"):
-                    atomic_write_json(self.state.sub("blocks", "active.json"), previous)
-                self.state.audit("paper_block_recover", "ok", block=p.id, status="active")
+                with self.stack_state.mutex("blocks"):
+                    atomic_write_json(self.stack_state.sub("blocks", "active.json"), previous)
+                self.stack_state.audit("paper_block_recover", "ok", block=self.options.id, status="active")
                 metrics_file = self.write_metrics(previous, utcnow(), zai=False, window=None)
             return {
                 "changed": True,
-                "msg": "block %s had been started but not marked active (interrupted run): marked active" % p.id,
+                "msg": "block %s had been started but not marked active (interrupted run): marked active"
+                % self.options.id,
                 "block": previous,
                 "active": True,
                 "elapsed_seconds": round(utcnow() - previous["started_at"], 3),
@@ -262,49 +264,49 @@ class PaperBlock:
         if previous:
             raise BlockError(
                 "block id %s was already used (status %s, started %s): choose a new id"
-                % (p.id, previous.get("status"), iso(previous.get("started_at")))
+                % (self.options.id, previous.get("status"), iso(previous.get("started_at")))
             )
         self.paper_guard()
         now = utcnow()
         record = {
-            "id": p.id,
-            "operator": p.operator,
-            "reason": p.reason,
+            "id": self.options.id,
+            "operator": self.options.operator,
+            "reason": self.options.reason,
             "started_at": now,
-            "planned_end": now + p.duration,
-            "duration_seconds": p.duration,
+            "planned_end": now + self.options.duration,
+            "duration_seconds": self.options.duration,
             "status": "active",
-            "trading_mode": p.trading_mode,
+            "trading_mode": self.options.trading_mode,
             "manifest": self.manifest(),
-            "zai_window_seconds": p.zai_window,
+            "zai_window_seconds": self.options.zai_window,
             "started_by": caller_identity(),
         }
         metrics_file = None
         if not self.check:
-            with self.state.mutex("blocks"):
-                again = self.state.active_block()
+            with self.stack_state.mutex("blocks"):
+                again = self.stack_state.active_block()
                 if again and again.get("status", "active") == "active":
                     raise BlockError("paper block %s became active while this one was starting" % again.get("id"))
                 # The freeze first, then the history record and the audit line: whatever a full disk or a crash
                 # leaves, status and rollout see the block (active.json holds the whole record). A failed history
                 # or audit write removes both again, so the task fails with no block at all; a crash in between
                 # is finished by starting the same id again (above) or by completing or aborting the block.
-                active_path = self.state.sub("blocks", "active.json")
+                active_path = self.stack_state.sub("blocks", "active.json")
                 atomic_write_json(active_path, record)
                 try:
-                    atomic_write_json(self.block_path(p.id), record)
-                    self.state.audit(
+                    atomic_write_json(self.block_path(self.options.id), record)
+                    self.stack_state.audit(
                         "paper_block_start",
                         "ok",
-                        block=p.id,
-                        operator=p.operator,
-                        reason=p.reason,
+                        block=self.options.id,
+                        operator=self.options.operator,
+                        reason=self.options.reason,
                         planned_end=iso(record["planned_end"]),
                         containers=len(record["manifest"]),
                     )
                 except StateError as exc:
                     undone = "the block was not started"
-                    for path in (active_path, self.block_path(p.id)):
+                    for path in (active_path, self.block_path(self.options.id)):
                         try:
                             os.unlink(path)
                         except FileNotFoundError:
@@ -315,7 +317,7 @@ class PaperBlock:
             metrics_file = self.write_metrics(record, now, zai=False, window=None)
         return {
             "changed": True,
-            "msg": "paper block %s started; planned end %s" % (p.id, iso(record["planned_end"])),
+            "msg": "paper block %s started; planned end %s" % (self.options.id, iso(record["planned_end"])),
             "block": record,
             "active": True,
             "elapsed_seconds": 0.0,
@@ -333,9 +335,9 @@ class PaperBlock:
         elapsed = now - block["started_at"]
         manifest = self.manifest()
         containers = self.containers(block, manifest, now)
-        window = self.activity(self.p.zai_window)
+        window = self.activity(self.options.zai_window)
         since = self.activity(max(elapsed, 1))
-        zai, reason = _zai.verdict(elapsed, window, self.p.zai_window)
+        zai, reason = _zai.verdict(elapsed, window, self.options.zai_window)
         metrics_file = None
         if write and not self.check:
             metrics_file = self.write_metrics(block, now, zai=zai, window=window)
@@ -360,19 +362,19 @@ class PaperBlock:
         block = self.active()
         if not block or block.get("status", "active") != "active":
             metrics_file = None
-            if not self.check and self.raw["write_metrics"] and self.state.exists():
+            if not self.check and self.module_params["write_metrics"] and self.stack_state.exists():
                 metrics_file = self.write_metrics(None, utcnow(), zai=False, window=None)
             return {
                 "changed": False,
-                "msg": "no paper block is active on stack %s" % self.raw["stack"],
+                "msg": "no paper block is active on stack %s" % self.module_params["stack"],
                 "block": None,
                 "active": False,
                 "zai": False,
                 "zai_reason": "no active block",
                 "metrics_file": metrics_file,
             }
-        if self.p.id and self.p.id != block["id"]:
-            raise BlockError("block %s is not active: the active block is %s" % (self.p.id, block["id"]))
+        if self.options.id and self.options.id != block["id"]:
+            raise BlockError("block %s is not active: the active block is %s" % (self.options.id, block["id"]))
         result = self.status_result(block)
         result["msg"] = "paper block %s: %s elapsed%s; ZAI %s" % (
             block["id"],
@@ -386,40 +388,44 @@ class PaperBlock:
 
     def close(self, final):
         block = self.active()
-        if block and self.p.id and block.get("id") != self.p.id:
+        if block and self.options.id and block.get("id") != self.options.id:
             raise BlockError(
                 "cannot %s block %s: the active block is %s"
-                % ("complete" if final == "completed" else "abort", self.p.id, block.get("id"))
+                % ("complete" if final == "completed" else "abort", self.options.id, block.get("id"))
             )
         if not block:
-            if self.p.id:
-                stored = self.read_block(self.p.id)
+            if self.options.id:
+                stored = self.read_block(self.options.id)
                 if stored and stored.get("status") == final:
                     return {
                         "changed": False,
-                        "msg": "block %s is already %s" % (self.p.id, final),
+                        "msg": "block %s is already %s" % (self.options.id, final),
                         "block": stored,
                         "active": False,
                         "zai": False,
                         "zai_reason": "block is closed",
-                        "report": self.read_report(self.p.id),
-                        "report_files": _block_report.paths(self.state, self.p.id),
+                        "report": self.read_report(self.options.id),
+                        "report_files": _block_report.paths(self.stack_state, self.options.id),
                         "metrics_file": None,
                     }
                 if stored:
-                    raise BlockError("block %s is already closed with status %s" % (self.p.id, stored.get("status")))
-                raise BlockError("no paper block %s exists on stack %s" % (self.p.id, self.raw["stack"]))
+                    raise BlockError(
+                        "block %s is already closed with status %s" % (self.options.id, stored.get("status"))
+                    )
+                raise BlockError(
+                    "no paper block %s exists on stack %s" % (self.options.id, self.module_params["stack"])
+                )
             raise BlockError(
                 "no paper block is active on stack %s: nothing to %s"
-                % (self.raw["stack"], "complete" if final == "completed" else "abort")
+                % (self.module_params["stack"], "complete" if final == "completed" else "abort")
             )
         # a crash after the history record was closed but before active.json was removed: finish the job
         stored = self.read_block(block["id"])
         if stored and stored.get("status") in ("completed", "aborted"):
             if not self.check:
-                with self.state.mutex("blocks"):
-                    os.unlink(self.state.sub("blocks", "active.json"))
-                self.state.audit("paper_block_recover", "ok", block=block["id"], status=stored["status"])
+                with self.stack_state.mutex("blocks"):
+                    os.unlink(self.stack_state.sub("blocks", "active.json"))
+                self.stack_state.audit("paper_block_recover", "ok", block=block["id"], status=stored["status"])
                 self.write_metrics(None, utcnow(), zai=False, window=None)
             return {
                 "changed": True,
@@ -429,22 +435,22 @@ class PaperBlock:
                 "zai": False,
                 "zai_reason": "block is closed",
                 "report": self.read_report(block["id"]),
-                "report_files": _block_report.paths(self.state, block["id"]),
+                "report_files": _block_report.paths(self.stack_state, block["id"]),
                 "metrics_file": None,
                 "diff": {"before": block, "after": {}},
             }
         now = utcnow()
         closed = dict(block, status=final, ended_at=now, closed_by=caller_identity())
-        if final == "aborted" or self.p.reason:
-            closed["close_reason"] = self.p.reason
+        if final == "aborted" or self.options.reason:
+            closed["close_reason"] = self.options.reason
         manifest = self.manifest()
         report = _block_report.build(
-            self.raw,
+            self.module_params,
             closed,
             now,
             manifest,
             self.containers(closed, manifest, now),
-            self.p.zai_window,
+            self.options.zai_window,
             self.broker_textfile(),
             self.prom,
         )
@@ -454,23 +460,23 @@ class PaperBlock:
             "restarts_total": report["restarts_total"],
             "manifest_changed": report["manifest_changed"],
         }
-        paths = _block_report.paths(self.state, block["id"])
+        paths = _block_report.paths(self.stack_state, block["id"])
         metrics_file = None
         if not self.check:
-            directory = self.state.sub("reports", block["id"])
+            directory = self.stack_state.sub("reports", block["id"])
             if not os.path.isdir(directory):
                 os.makedirs(directory, mode=0o750)
             atomic_write_text(paths["svg"], report.pop("_svg"))
             atomic_write_text(paths["markdown"], render_markdown(report))
             atomic_write_json(paths["json"], report)
-            with self.state.mutex("blocks"):
+            with self.stack_state.mutex("blocks"):
                 atomic_write_json(self.block_path(block["id"]), closed)  # history first, then lift the freeze
-                os.unlink(self.state.sub("blocks", "active.json"))
-            self.state.audit(
+                os.unlink(self.stack_state.sub("blocks", "active.json"))
+            self.stack_state.audit(
                 "paper_block_%s" % ("complete" if final == "completed" else "abort"),
                 "ok",
                 block=block["id"],
-                reason=self.p.reason,
+                reason=self.options.reason,
                 duration_seconds=round(report["duration_seconds"], 3),
                 totals=report["totals"],
                 zai_episodes=len(report["zai_episodes"]),
@@ -499,13 +505,15 @@ class PaperBlock:
 
     def broker_textfile(self):
         """The broker health check's last outcome (``broker_health_textfile``, or the stack's capital_com textfile)."""
-        path = self.raw["broker_health_textfile"]
-        candidates = [path] if path else [_textfile.stack_path(self.state, name) for name in _textfile.BROKER_HEALTH]
+        path = self.module_params["broker_health_textfile"]
+        candidates = (
+            [path] if path else [_textfile.stack_path(self.stack_state, name) for name in _textfile.BROKER_HEALTH]
+        )
         return _block_report.broker_health(candidates)
 
     # -- metrics textfile -----------------------------------------------------------------------------
     def write_metrics(self, block, now, zai, window):
-        if not self.raw["write_metrics"]:
+        if not self.module_params["write_metrics"]:
             return None
         window = window or {}
         samples = [
@@ -514,7 +522,7 @@ class PaperBlock:
             ("tradeops_paper_block_zai", 1 if zai else 0),
             ("tradeops_paper_block_window_signals", window.get("signals")),
             ("tradeops_paper_block_window_trades", window.get("trades")),
-            ("tradeops_paper_block_zai_window_seconds", self.p.zai_window),
+            ("tradeops_paper_block_zai_window_seconds", self.options.zai_window),
             ("tradeops_paper_block_last_update_timestamp_seconds", round(now, 3)),
         ]
         labels = {"block": block["id"]} if block else None
@@ -522,4 +530,4 @@ class PaperBlock:
             (name, None if value is None else float(value), labels if name == "tradeops_paper_block_active" else None)
             for name, value in samples
         ]
-        return _textfile.write_for_stack(self.state, _textfile.PAPER_BLOCK, samples)
+        return _textfile.write_for_stack(self.stack_state, _textfile.PAPER_BLOCK, samples)

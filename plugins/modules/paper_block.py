@@ -295,7 +295,7 @@ metrics_file:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.tradeops.stack.plugins.module_utils._block import BlockError, BlockParams, PaperBlock
+from ansible_collections.tradeops.stack.plugins.module_utils._block import BlockError, BlockOptions, PaperBlock
 from ansible_collections.tradeops.stack.plugins.module_utils._docker import DOCKER_ARG_SPEC, DockerError
 from ansible_collections.tradeops.stack.plugins.module_utils._prometheus import PROMETHEUS_ARG_SPEC, PrometheusError
 from ansible_collections.tradeops.stack.plugins.module_utils._redact import guard
@@ -330,18 +330,18 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     guard(module)  # no URL user info (a Prometheus URL) nor credential in a message or result
     try:
-        params = BlockParams(module.params)
-        manager = PaperBlock(module, params)
-        if params.state == "status":
-            result = manager.status()
+        options = BlockOptions(module.params)
+        block = PaperBlock(module, options)
+        if options.wanted_state == "status":
+            result = block.status()
         else:
-            with manager.deploy_lock():
-                result = manager.started() if params.state == "started" else manager.close(params.state)
+            with block.deploy_lock():
+                result = block.started() if options.wanted_state == "started" else block.close(options.wanted_state)
     except (BlockError, RuleError, StateError, DockerError, PrometheusError) as exc:
         module.fail_json(msg=str(exc))
     if not module._diff:
         result.pop("diff", None)
-    if params.state == "status" and module.params["fail_on_zai"] and result.get("zai"):
+    if options.wanted_state == "status" and module.params["fail_on_zai"] and result.get("zai"):
         module.fail_json(
             msg="zero-activity incident: %s" % result["msg"], **{k: v for k, v in result.items() if k != "msg"}
         )

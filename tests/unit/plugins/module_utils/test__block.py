@@ -23,7 +23,7 @@ DEFAULTS = {
 
 
 def params(**over):
-    return _block.BlockParams(dict(DEFAULTS, **over))
+    return _block.BlockOptions(dict(DEFAULTS, **over))
 
 
 @pytest.mark.parametrize(
