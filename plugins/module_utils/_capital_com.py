@@ -11,6 +11,8 @@
   429 and 5xx (never for anything that places an order); one re-login on 401 for
   idempotent calls; client-side rate limits (10 requests/s, 1 login/s); tokens in
   memory only, never in a message;
+- ``client_from_params(base_url, params)``: the client a module's ``CAPITAL_COM_ARG_SPEC`` options describe;
+- ``parse_broker_time``, ``quote_age``, ``percentile``: reading the broker's times and latencies;
 - ``CapitalComError``: the error taxonomy. Every HTTP status, ``errorCode``, timeout,
   TLS error, non-JSON body and empty body becomes one readable ``reason`` and a
   machine-readable ``kind``.
@@ -21,7 +23,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import datetime
 import json
+import math
 import random
 import re
 import threading
@@ -641,3 +645,50 @@ class CapitalComClient(object):
         """POST /positions, sent exactly once. Returns the dealReference; check confirm() for the outcome."""
         body = dict(extra, epic=epic, direction=direction, size=size)
         return self.request("POST", "/positions", body=body, idempotent=False, relogin=False).data
+
+
+# the options of CAPITAL_COM_ARG_SPEC that are CapitalComClient's keywords of the same name
+CLIENT_OPTIONS = ("api_key", "identifier", "password", "encrypted_password", "timeout", "validate_certs")
+
+
+def client_from_params(base_url, params):
+    """A ``CapitalComClient`` for ``base_url`` (see ``live_guard``) with the login and timeouts of ``params``."""
+    return CapitalComClient(base_url, **{name: params[name] for name in CLIENT_OPTIONS})
+
+
+# -- reading the broker's answers -------------------------------------------------------------------
+def percentile(values, q):
+    """Linear interpolation between closest ranks (numpy's default); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low, high = math.floor(pos), math.ceil(pos)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def parse_broker_time(text):
+    """'2022-04-06T13:17:42.113' (no zone) -> seconds since the epoch, read as UTC; None if unparsable."""
+    if not isinstance(text, str):
+        return None
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", text)
+    if not match:
+        return None
+    base = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return base.timestamp() + float(match.group(2) or 0)
+
+
+def quote_age(snapshot, broker_now):
+    """(age in seconds, basis) of a market snapshot's last update, or (None, reason)."""
+    utc = parse_broker_time(snapshot.get("updateTimeUTC"))
+    if utc is not None:
+        return max(0.0, broker_now - utc), "updateTimeUTC"
+    local = parse_broker_time(snapshot.get("updateTime"))
+    if local is None:
+        return None, "no updateTime in the snapshot"
+    raw = broker_now - local
+    # updateTime is broker-local, a whole number of hours ahead of UTC (observed +2 and +3)
+    for hours in range(0, 15):
+        if raw + hours * 3600 >= -60:
+            return max(0.0, raw + hours * 3600), "updateTime (broker local, UTC+%d h assumed)" % hours
+    return None, "updateTime lies more than 14 h in the future"

@@ -145,26 +145,22 @@ def live_broker_mentions(value):
 # -- names ----------------------------------------------------------------------------------
 # Whole-string patterns, applied with re.fullmatch: "$" would match before a trailing
 # newline and let "cdb\n" become a second, unfrozen state directory.
-NAME_PATTERNS = {
-    "stack": (
-        re.compile(r"[a-z][a-z0-9_-]{0,39}"),
-        "1-40 characters, lower-case letters, digits, '-' or '_', starting with a letter",
-    ),
+_NAME_REGEXES = {
+    "stack": r"[a-z][a-z0-9_-]{0,39}",
     # no '-': a service's containers are named <stack>-<service with '_' as '-'>, so
     # "a-b" and "a_b" would share their containers
-    "service": (
-        re.compile(r"[a-z][a-z0-9_]{0,39}"),
-        "1-40 lower-case letters, digits or '_', starting with a letter",
-    ),
-    "flag": (
-        re.compile(r"[a-z][a-z0-9_]{0,62}"),
-        "1-63 lower-case letters, digits or '_', starting with a letter",
-    ),
-    "block": (
-        re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"),
-        "1-64 characters, letters, digits, '.', '_' or '-', starting with a letter or digit",
-    ),
+    "service": r"[a-z][a-z0-9_]{0,39}",
+    "flag": r"[a-z][a-z0-9_]{0,62}",
+    "block": r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
 }
+_NAME_EXPECTED = {  # what a message says a name must be
+    "stack": "1-40 characters, lower-case letters, digits, '-' or '_', starting with a letter",
+    "service": "1-40 lower-case letters, digits or '_', starting with a letter",
+    "flag": "1-63 lower-case letters, digits or '_', starting with a letter",
+    "block": "1-64 characters, letters, digits, '.', '_' or '-', starting with a letter or digit",
+}
+# kind -> (compiled whole-string pattern, what it expects)
+NAME_PATTERNS = {kind: (re.compile(regex), _NAME_EXPECTED[kind]) for kind, regex in _NAME_REGEXES.items()}
 RESERVED_BLOCK_IDS = ("active",)
 
 
@@ -273,9 +269,12 @@ LOCK_FIELDS = {
 }
 
 
-def check_record(record, path, fields, what):
-    """``record`` when it is a mapping whose ``fields`` have their types, else RuleError naming the file and field."""
-    how = "inspect it (cat %s) before repairing or removing it" % path
+def check_record(record, path, fields, what, how=None):
+    """``record`` when it is a mapping whose ``fields`` have their types, else RuleError naming the file and field.
+
+    ``fields``: field -> (types, required). ``how`` says what to do about a bad file (default: inspect it).
+    """
+    how = how or "inspect it (cat %s) before repairing or removing it" % path
     if not isinstance(record, dict):
         raise RuleError(
             "%s holds %s, not %s (a mapping): %s"
@@ -299,7 +298,12 @@ def _as_tuple(types):
 
 # -- paper blocks ---------------------------------------------------------------------------
 BLOCK_STATUSES = ("active", "completed", "aborted", "zai")
-_BLOCK_REQUIRED = {"id": str, "status": str, "started_at": (int, float)}
+# blocks/active.json and blocks/<id>.json: what rollout's freeze and paper_block rely on
+BLOCK_FIELDS = {
+    "id": (str, True),
+    "status": (str, True),
+    "started_at": (_NUMBER_TYPES, True),
+}
 
 
 def active_block(record, path="blocks/active.json", present=True):
@@ -316,16 +320,7 @@ def active_block(record, path="blocks/active.json", present=True):
         "inspect it (cat %s; the block's own record is blocks/<id>.json) and repair it, or close the block with "
         "tradeops.stack.paper_block state=aborted" % path
     )
-    if not isinstance(record, dict):
-        raise RuleError(
-            "%s holds %s, not a paper block record (a mapping with id, status, started_at): %s"
-            % (path, "null" if record is None else type(record).__name__, how)
-        )
-    for key, kind in _BLOCK_REQUIRED.items():
-        if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
-            raise RuleError(
-                "%s is not a well-formed paper block record (field %r missing or wrong type): %s" % (path, key, how)
-            )
+    check_record(record, path, BLOCK_FIELDS, "paper block record", how=how)
     if name_problem("block", record["id"]):
         raise RuleError("%s names an invalid block id %r: %s" % (path, record["id"], how))
     if record["status"] not in BLOCK_STATUSES:

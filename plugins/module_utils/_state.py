@@ -16,7 +16,7 @@ write and the locking exist once:
         blocks/active.json     the active paper block (paper_block; rollout reads it)
         blocks/<id>.json       every block ever opened
         reports/               block reports
-        metrics/*.prom         textfiles for node-exporter's textfile collector
+        metrics/*.prom         textfiles for node-exporter's textfile collector (_textfile)
 
 State lives on the Docker host, not the controller, so it survives the loss
 of the controller. Writes go to a temporary file in the same directory,
@@ -116,38 +116,27 @@ def _fsync_dir(path):
         os.close(dir_fd)
 
 
-def atomic_write_bytes(path, data, mode=0o640):
-    """Write ``path`` completely or not at all; any failure is a StateError naming ``path``.
+def _install(path, data, mode, replace):
+    """Put ``data`` at ``path`` completely or not at all; any failure is a StateError naming ``path``.
 
-    A temporary file in the same directory is written, fsynced and renamed over ``path``; on failure it
-    is removed, so a full disk leaves the old file (or none), never a truncated one or a stray temp file.
+    A temporary file in the same directory is written and fsynced, then renamed over ``path``
+    (``replace=True``) or hard-linked to it unless ``path`` exists (``replace=False``: the existing
+    content is returned, unchanged). On failure the temporary file is removed, so a full disk leaves
+    the old file (or none), never a truncated one or a stray temp file. Returns the content at ``path``.
     """
     tmp = None
     try:
         tmp = _written_temp(path, data, mode)
-        os.rename(tmp, path)
-        tmp = None
-        _fsync_dir(path)  # so the rename itself survives a power loss
-    except OSError as exc:
-        raise StateError("cannot write state file %s: %s" % (path, exc.strerror or exc))
-    finally:
-        if tmp is not None:
-            with suppress(OSError):
-                os.unlink(tmp)
-
-
-def create_once(path, data, mode=0o600):
-    """Create ``path`` holding ``data`` unless it exists, completely or not at all (a hard link of a written
-    temporary file: never replaces a file a concurrent run created first). Returns the file's content."""
-    tmp = None
-    try:
-        tmp = _written_temp(path, data, mode)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            with open(path, "rb") as handle:
-                return handle.read()
-        _fsync_dir(path)
+        if replace:
+            os.rename(tmp, path)
+            tmp = None
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                with open(path, "rb") as handle:
+                    return handle.read()
+        _fsync_dir(path)  # so the rename or link itself survives a power loss
         return data
     except OSError as exc:
         raise StateError("cannot write state file %s: %s" % (path, exc.strerror or exc))
@@ -155,6 +144,17 @@ def create_once(path, data, mode=0o600):
         if tmp is not None:
             with suppress(OSError):
                 os.unlink(tmp)
+
+
+def atomic_write_bytes(path, data, mode=0o640):
+    """Write ``path`` completely or not at all (replacing it); any failure is a StateError naming ``path``."""
+    _install(path, data, mode, replace=True)
+
+
+def create_once(path, data, mode=0o600):
+    """Create ``path`` holding ``data`` unless it exists, completely or not at all (never replaces a file a
+    concurrent run created first). Returns the file's content."""
+    return _install(path, data, mode, replace=False)
 
 
 def atomic_write_text(path, text, mode=0o640):
@@ -176,26 +176,6 @@ def read_json(path, default=None):
         raise StateError("cannot read state file %s: %s" % (path, exc))
     except ValueError as exc:
         raise StateError("state file %s is not valid JSON (%s); inspect it before removing it" % (path, exc))
-
-
-def prom_escape(value):
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def prom_line(name, value, labels=None):
-    """One sample in the Prometheus text exposition format."""
-    if labels:
-        inner = ",".join('%s="%s"' % (k, prom_escape(v)) for k, v in sorted(labels.items()))
-        return "%s{%s} %s" % (name, inner, _prom_value(value))
-    return "%s %s" % (name, _prom_value(value))
-
-
-def _prom_value(value):
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if value is None:
-        return "NaN"
-    return repr(float(value)) if isinstance(value, float) else str(value)
 
 
 def caller_identity():
@@ -326,14 +306,6 @@ class StackState:
             return _rules.active_block(None if record is _MISSING else record, path, present=record is not _MISSING)
         except _rules.RuleError as exc:
             raise StateError(str(exc))
-
-    # -- Prometheus textfiles --------------------------------------------------------
-    def write_metrics(self, name, lines):
-        """Write metrics/<name>.prom atomically, world-readable for node-exporter."""
-        self.ensure()
-        path = self.sub("metrics", "%s.prom" % name)
-        atomic_write_text(path, "\n".join(lines) + "\n", mode=0o644)
-        return path
 
 
 def _audit_line(path, number, text):

@@ -247,33 +247,28 @@ metrics_file:
   sample: /var/lib/tradeops/cdb/metrics/capital_com.prom
 """
 
-import datetime
 import math
 import os
-import re
 import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.tradeops.stack.plugins.module_utils import _textfile
 from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import (
     CAPITAL_COM_ARG_SPEC,
     CRYPTOGRAPHY_IMPORT_ERROR,
     HAS_CRYPTOGRAPHY,
     HAS_REQUESTS,
     REQUESTS_IMPORT_ERROR,
-    CapitalComClient,
     CapitalComError,
+    client_from_params,
     live_guard,
+    percentile,
+    quote_age,
 )
 from ansible_collections.tradeops.stack.plugins.module_utils._redact import Redactor, guard
-from ansible_collections.tradeops.stack.plugins.module_utils._state import (
-    DEFAULT_STATE_ROOT,
-    StackState,
-    StateError,
-    atomic_write_text,
-    prom_line,
-)
+from ansible_collections.tradeops.stack.plugins.module_utils._state import DEFAULT_STATE_ROOT, StackState, StateError
 
 
 def least_skew_ms(skew_ms, round_trip_ms):
@@ -287,57 +282,6 @@ def least_skew_ms(skew_ms, round_trip_ms):
 
 
 CHECK_ORDER = ("time", "clock_skew", "login", "ping", "account")
-METRIC_HELP = {
-    "capital_com_up": "1 when the last Capital.com health check passed every check, else 0.",
-    "capital_com_check_ok": "1 when the named check passed in the last health check, else 0.",
-    "capital_com_latency_seconds": "Round-trip time of GET /ping in the last health check, by quantile (1 = max).",
-    "capital_com_latency_slo_seconds": "The latency budget the health check compares against.",
-    "capital_com_market_tradeable": "1 when the market's marketStatus was TRADEABLE, else 0.",
-    "capital_com_market_quote_age_seconds": "Age of the market's last quote in the last health check.",
-    "capital_com_clock_skew_seconds": "Broker serverTime minus host time (NaN when unknown).",
-    "capital_com_rate_limited_responses": "HTTP 429 answers received during the last health check.",
-    "capital_com_rate_limited_total": "HTTP 429 answers received by all health checks writing this file.",
-    "capital_com_check_duration_seconds": "Wall time of the last health check.",
-    "capital_com_last_check_timestamp_seconds": "When the last health check finished (Unix time).",
-}
-COUNTERS = ("capital_com_rate_limited_total",)
-
-
-def percentile(values, q):
-    """Linear interpolation between closest ranks (numpy's default); None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def parse_broker_time(text):
-    """'2022-04-06T13:17:42.113' (no zone) -> seconds since the epoch, read as UTC; None if unparsable."""
-    if not isinstance(text, str):
-        return None
-    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?", text)
-    if not match:
-        return None
-    base = datetime.datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
-    return base.timestamp() + float(match.group(2) or 0)
-
-
-def quote_age(snapshot, broker_now):
-    """(age in seconds, basis) of a market snapshot's last update, or (None, reason)."""
-    utc = parse_broker_time(snapshot.get("updateTimeUTC"))
-    if utc is not None:
-        return max(0.0, broker_now - utc), "updateTimeUTC"
-    local = parse_broker_time(snapshot.get("updateTime"))
-    if local is None:
-        return None, "no updateTime in the snapshot"
-    raw = broker_now - local
-    # updateTime is broker-local, a whole number of hours ahead of UTC (observed +2 and +3)
-    for hours in range(0, 15):
-        if raw + hours * 3600 >= -60:
-            return max(0.0, raw + hours * 3600), "updateTime (broker local, UTC+%d h assumed)" % hours
-    return None, "updateTime lies more than 14 h in the future"
 
 
 def ms(seconds):
@@ -571,15 +515,7 @@ class HealthCheck(object):
                 )
         if p["timeout"] <= 0:
             raise CapitalComError("timeout must be a positive number of seconds, got %s" % p["timeout"], "config")
-        self.client = CapitalComClient(
-            base_url,
-            p["api_key"],
-            p["identifier"],
-            p["password"],
-            encrypted_password=p["encrypted_password"],
-            timeout=p["timeout"],
-            validate_certs=p["validate_certs"],
-        )
+        self.client = client_from_params(base_url, p)
         logged_out = False
         try:
             self.guarded("time", self.check_time)
@@ -642,14 +578,14 @@ class HealthCheck(object):
         if p["metrics_file"]:
             return p["metrics_file"]
         if p["stack"]:
-            return os.path.join(p["state_root"], p["stack"], "metrics", "capital_com.prom")
+            return _textfile.path(p["state_root"], p["stack"], _textfile.CAPITAL_COM)
         return None
 
     def write_metrics(self, result):
         path = self.metrics_path()
         if not path or self.module.check_mode:
             return None
-        previous = previous_counters(path)
+        previous = _textfile.counters(path)
         rate_limited = self.client.stats["rate_limited"] if self.client else 0
         samples = []  # (name, value, labels)
         samples.append(("capital_com_up", result["healthy"], None))
@@ -673,20 +609,14 @@ class HealthCheck(object):
         )
         samples.append(("capital_com_check_duration_seconds", round(time.time() - self.started, 6), None))
         samples.append(("capital_com_last_check_timestamp_seconds", round(time.time(), 3), None))
-        families = {}  # one group per metric family, in first-seen order (the text format requires it)
-        for name, value, labels in samples:
-            if isinstance(value, float) and not math.isnan(value):
-                value = round(value, 6)
-            families.setdefault(name, []).append(prom_line(name, value, labels))
-        lines = []
-        for name, family in families.items():
-            lines.append("# HELP %s %s" % (name, METRIC_HELP[name]))
-            lines.append("# TYPE %s %s" % (name, "counter" if name in COUNTERS else "gauge"))
-            lines.extend(family)
-        text = "\n".join(lines) + "\n"
+        samples = [
+            (name, round(value, 6) if isinstance(value, float) and not math.isnan(value) else value, labels)
+            for name, value, labels in samples
+        ]
         try:
             if not self.params["metrics_file"]:
-                return StackState(self.params["stack"], self.params["state_root"]).write_metrics("capital_com", lines)
+                state = StackState(self.params["stack"], self.params["state_root"])
+                return _textfile.write_for_stack(state, _textfile.CAPITAL_COM, samples)
             directory = os.path.dirname(path) or "."
             if not os.path.isdir(directory):
                 raise CapitalComError(
@@ -694,24 +624,10 @@ class HealthCheck(object):
                     "role, or choose another path)" % (path, directory),
                     "config",
                 )
-            atomic_write_text(path, text, mode=0o644)
+            _textfile.write(path, samples)
         except (OSError, StateError) as exc:
             raise CapitalComError("cannot write metrics_file %s: %s" % (path, exc), "config")
         return path
-
-
-def previous_counters(path):
-    """Counter values of the previous textfile (so that *_total keeps counting across runs)."""
-    values = {}
-    try:
-        with open(path) as handle:
-            for line in handle:
-                match = re.match(r"^(capital_com_[a-z_]+_total) ([0-9.eE+]+)$", line.strip())
-                if match:
-                    values[match.group(1)] = int(float(match.group(2)))
-    except (IOError, OSError, ValueError):
-        pass
-    return values
 
 
 def main():

@@ -24,8 +24,6 @@ from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import
     describe_error_code,
     encrypt_password,
     live_guard,
-)
-from ansible_collections.tradeops.stack.plugins.modules.capital_com_health import (
     parse_broker_time,
     percentile,
     quote_age,

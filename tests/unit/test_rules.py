@@ -185,6 +185,7 @@ def test_malformed_active_block_is_an_error_naming_the_file(record, fragment):
         _rules.active_block(record, "/var/lib/tradeops/cdb/blocks/active.json")
     assert fragment in str(err.value)
     assert "inspect it" in str(err.value)
+    assert "close the block with tradeops.stack.paper_block state=aborted" in str(err.value)  # the repair hint
 
 
 def test_a_file_holding_null_is_not_no_block():

@@ -91,11 +91,6 @@ def test_audit_lines_are_json_with_identity(state):
     assert event["service"] == "api" and event["result"] == "ok" and event["user"] and event["host"]
 
 
-def test_textfile_is_valid_exposition(state):
-    path = state.write_metrics("demo", [_state.prom_line("x_up", True, {"check": 'a"b'}), _state.prom_line("y", 1.5)])
-    assert open(path).read() == 'x_up{check="a\\"b"} 1\ny 1.5\n'
-
-
 # -- complete or absent: writes that hit a file size limit behave as on a full disk ----------------------------
 # RLIMIT_FSIZE makes the kernel cut a write short and then fail the rest with EFBIG, exactly what a full disk
 # does with ENOSPC; in a child process, so the limit (and SIGXFSZ, ignored) stays there.

@@ -1,5 +1,7 @@
-"""paper_block: pure logic (durations, ids, ZAI verdict and episodes, manifest diff, textfile parsing,
-report rendering) and the module's main() in-process on real temporary state directories.
+"""paper_block: the module's main() in-process on real temporary state directories.
+
+The pure parts have their own tests: tests/unit/plugins/module_utils/test__zai.py, test__block_report.py,
+test__block.py (options), test__textfile.py and test__report.py.
 
 The in-process runs use the real Docker engine (a stack name with no containers, so the manifest is empty)
 and a Prometheus URL where nothing listens: they test argument refusals, check mode, diff and what an
@@ -12,192 +14,14 @@ import io
 import json
 import secrets
 import socket
-import xml.etree.ElementTree as ET
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.tradeops.stack.plugins.module_utils import _report
+from ansible_collections.tradeops.stack.plugins.module_utils import _block
+from ansible_collections.tradeops.stack.plugins.module_utils._state import StackState, StateError
 from ansible_collections.tradeops.stack.plugins.modules import paper_block as pb
-
-SVG = "{http://www.w3.org/2000/svg}"
-
-
-# --------------------------------------------------------------------------- pure logic
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("72h", 259200), ("3d", 259200), ("1h30m", 5400), ("20s", 20), ("259200", 259200), ("1.5", 1.5), ("30d", 2592000)],
-)
-def test_parse_duration_accepts_units_and_seconds(text, seconds):
-    assert pb.parse_duration("duration", text) == seconds
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("3 days", "duration '3 days' is not a duration"),
-        ("", "duration '' is not a duration"),
-        ("h", "duration 'h' is not a duration"),
-        ("-5", "duration '-5' is not a duration"),
-        ("0s", "duration '0s' is out of range"),
-        ("31d", "duration '31d' is out of range"),
-        ("0.5", "duration '0.5' is out of range"),
-    ],
-)
-def test_parse_duration_rejects_with_the_option_named(text, message):
-    with pytest.raises(pb.BlockError, match="^" + message.replace("(", r"\(")):
-        pb.parse_duration("duration", text)
-
-
-@pytest.mark.parametrize("good", ["b1", "2026-w48.momentum_v1", "A" * 64])
-def test_valid_ids(good):
-    assert pb.validate_id(good) == good
-
-
-@pytest.mark.parametrize("bad", ["", "-x", "../etc", "a/b", "active", "A" * 65, "spaces here", ".hidden"])
-def test_invalid_ids(bad):
-    with pytest.raises(pb.BlockError, match="id .* is invalid"):
-        pb.validate_id(bad)
-
-
-class _Verdict(pb.PaperBlock):
-    def __init__(self, window):  # only what zai_verdict needs
-        self.p = type("P", (), {"zai_window": window})()
-
-
-@pytest.mark.parametrize(
-    ("signals", "trades", "elapsed", "zai"),
-    [
-        (None, None, 100, True),  # no data is not activity
-        (0, None, 100, True),
-        (0, 0, 100, True),
-        (1, None, 100, False),
-        (None, 2, 100, False),
-        (None, None, 10, False),  # the block is younger than the window: no verdict yet
-    ],
-)
-def test_zai_verdict(signals, trades, elapsed, zai):
-    verdict, reason = _Verdict(20).zai_verdict(elapsed, {"seconds": 20, "signals": signals, "trades": trades})
-    assert verdict is zai
-    if signals is None:
-        assert "signals: no data" in reason
-
-
-def test_zai_episodes_from_window_series():
-    # window 20 s, evaluated every 5 s from t=120; silence from 140 to 160 inclusive, then again from 190 to the end
-    sig = {120.0: 3, 125.0: 1, 130.0: 1, 135.0: 1, 165.0: 2, 170.0: 1, 175.0: 1, 180.0: 1, 185.0: 0}
-    trd = {120.0: 1, 125.0: 0, 140.0: 0, 185.0: 1}
-    episodes = pb.zai_episodes(120.0, 200.0, 5, 20, sig, trd)
-    assert [(e["first_silent_step"], e["end"]) for e in episodes] == [(140.0, 165.0), (190.0, None)]
-    assert episodes[0]["start"] == 120.0 and episodes[0]["seconds"] == 45.0
-    assert episodes[1]["seconds"] == 30.0  # still silent at the end (200): from 170
-
-
-def test_zai_episodes_none_when_always_active():
-    ts = {float(t): 1 for t in range(0, 101, 10)}
-    assert pb.zai_episodes(0.0, 100.0, 10, 30, ts, {}) == []
-
-
-def test_manifest_changes_report_identity_only():
-    before = [
-        {"name": "a", "image_id": "sha256:1", "spec_hash": "x", "release": "r1", "restart_count": 0},
-        {"name": "b", "image_id": "sha256:2", "spec_hash": "y", "release": "r1"},
-    ]
-    after = [
-        {"name": "a", "image_id": "sha256:1", "spec_hash": "x", "release": "r1", "restart_count": 5, "state": "x"},
-        {"name": "b", "image_id": "sha256:3", "spec_hash": "y", "release": "r2"},
-        {"name": "c", "image": "img:1", "spec_hash": "z"},
-    ]
-    assert pb.manifest_changes(before, after) == [
-        "b image_id: sha256:2 -> sha256:3",
-        "b release: r1 -> r2",
-        "c added (image img:1, spec z)",
-    ]
-    assert pb.manifest_changes(after, after) == []
-    assert pb.manifest_changes(before, before[:1]) == ["b removed"]
-
-
-def test_parse_textfile_of_capital_com_health(tmp_path):
-    path = tmp_path / "capital_com.prom"
-    path.write_text(
-        "# HELP capital_com_up x\n# TYPE capital_com_up gauge\ncapital_com_up 0\n"
-        'capital_com_check_ok{check="login"} 1\ncapital_com_check_ok{check="market:OIL_CRUDE"} 0\n'
-        "capital_com_last_check_timestamp_seconds 1795398165.5\ngarbage line\n"
-    )
-    parsed = pb.parse_textfile(str(path))
-    assert parsed[("capital_com_up", ())] == 0
-    assert parsed[("capital_com_check_ok", (("check", "market:OIL_CRUDE"),))] == 0
-    assert pb.parse_textfile(str(tmp_path / "missing.prom")) is None
-
-
-def test_svg_draws_gaps_as_gaps_and_shades_zai():
-    series = {
-        "ticks": [(0, 10), (10, 12), (20, 11), (60, 9), (70, 10)],  # 30..50 missing: no data
-        "signals": [],
-        "trades": [(0, 1), (10, 0)],
-    }
-    svg = _report.render_svg(series, 0, 80, episodes=[{"start": 20, "end": 50}], title="t <&> block")
-    root = ET.fromstring(svg)  # noqa: S314 - well-formed, escaped
-    assert len(root.findall(f"{SVG}polyline[@class='series-ticks']")) == 2
-    assert len(root.findall(f"{SVG}polyline[@class='series-trades']")) == 1
-    assert not root.findall(f"{SVG}polyline[@class='series-signals']")
-    assert "no data" in [t.text for t in root.findall(f"{SVG}text")]
-    assert len(root.findall(f"{SVG}rect[@class='zai']")) == 3  # one per panel
-    assert "t &lt;&amp;&gt; block" in svg
-
-
-def _report_dict(**over):
-    report = {
-        "stack": "cdb",
-        "block": {
-            "id": "b1",
-            "status": "aborted",
-            "operator": "alice",
-            "reason": "r|x",
-            "started_at": 0,
-            "ended_at": 3600,
-            "duration_seconds": 259200,
-            "trading_mode": "paper",
-            "close_reason": "outage",
-        },
-        "duration_seconds": 3600,
-        "zai_window_seconds": 86400,
-        "totals": {"ticks": 100, "signals": 0, "trades": None},
-        "zai_episodes": [],
-        "zai_note": "The block was shorter than the ZAI window (86400s): no verdict.",
-        "containers": [{"name": "cdb-x", "service": "x", "restarts": 2, "health": "healthy", "state": "running"}],
-        "restarts_total": 2,
-        "manifest_changed": True,
-        "manifest_changes": ["cdb-x image_id: a -> b"],
-        "manifest_start": [{"name": "cdb-x", "image": "i", "image_id": "a", "spec_hash": "h", "release": "r"}],
-        "broker_health": {
-            "textfile": {"up": False, "failing_checks": ["login"], "last_check": 10},
-            "down_steps": 3,
-            "evaluated_steps": 10,
-            "down_seconds": 90,
-        },
-        "prometheus_error": None,
-    }
-    report.update(over)
-    return report
-
-
-def test_markdown_report_says_no_data_changes_and_broker_failures():
-    md = _report.render_markdown(_report_dict())
-    assert "# Paper block b1: aborted" in md
-    assert "| Paper trades | no data |" in md and "| Signals | 0 |" in md
-    assert "| Abort reason | outage |" in md and "r\\|x" in md
-    assert "CHANGED during the block" in md and "- cdb-x image_id: a -> b" in md
-    assert "capital_com_up was 0 at 3 of 10 evaluated steps (1m 30s)" in md and "failing checks: login" in md
-    assert "shorter than the ZAI window" in md
-    assert "| cdb-x | x | 2 | - | healthy | running |" in md
-
-
-def test_human_duration():
-    assert _report.human_duration(259200) == "3d"
-    assert _report.human_duration(5400) == "1h 30m"
-    assert _report.human_duration(0) == "0s"
 
 
 # --------------------------------------------------------------------------- main() in-process
@@ -300,7 +124,7 @@ class Crash(BaseException):
 
 
 def crash_after(monkeypatch, writes):
-    real = pb.atomic_write_json
+    real = _block.atomic_write_json
     count = {"n": 0}
 
     def write(path, data, mode=0o640):
@@ -309,7 +133,7 @@ def crash_after(monkeypatch, writes):
         count["n"] += 1
         real(path, data, mode=mode)
 
-    monkeypatch.setattr(pb, "atomic_write_json", write)
+    monkeypatch.setattr(_block, "atomic_write_json", write)
 
 
 def all_json_valid(root):
@@ -327,7 +151,7 @@ def test_crash_between_start_writes_leaves_a_block_status_sees_and_the_rerun_con
     assert not [p for p in (stack / "blocks").iterdir() if p.name.startswith(".")]  # no temp file left
     monkeypatch.undo()
     # what status and rollout's freeze read (status itself also needs Prometheus)
-    assert pb.StackState(env["stack"], env["state_root"]).active_block()["id"] == "b1"
+    assert StackState(env["stack"], env["state_root"]).active_block()["id"] == "b1"
     res = run_main(dict(env, state="started", id="b1", reason="unit"))
     assert res["changed"] and "interrupted run" in res["msg"]
     assert json.loads((stack / "blocks" / "b1.json").read_text())["status"] == "active"
@@ -348,26 +172,26 @@ def test_a_history_record_an_older_version_wrote_without_active_json_is_finished
 def test_a_start_whose_history_or_audit_write_fails_leaves_no_block(env, monkeypatch, failing):
     stack = Path(env["state_root"]) / env["stack"]
     if failing == "history":
-        real = pb.atomic_write_json
+        real = _block.atomic_write_json
 
         def write(path, data, mode=0o640):
             if path.endswith("b1.json"):
-                raise pb.StateError("cannot write state file %s: No space left on device" % path)
+                raise StateError("cannot write state file %s: No space left on device" % path)
             real(path, data, mode=mode)
 
-        monkeypatch.setattr(pb, "atomic_write_json", write)
+        monkeypatch.setattr(_block, "atomic_write_json", write)
     else:
 
         def audit(self, action, result, **fields):
-            raise pb.StateError("cannot append to the audit log %s: No space left on device" % self.sub("audit.log"))
+            raise StateError("cannot append to the audit log %s: No space left on device" % self.sub("audit.log"))
 
-        monkeypatch.setattr(pb.StackState, "audit", audit)
+        monkeypatch.setattr(StackState, "audit", audit)
     res = run_main(dict(env, state="started", id="b1", reason="unit"))
     assert res["failed"] and "No space left on device" in res["msg"] and "the block was not started" in res["msg"]
     assert ("b1.json" if failing == "history" else "audit.log") in res["msg"]
     assert not (stack / "blocks" / "active.json").exists() and not (stack / "blocks" / "b1.json").exists()
     monkeypatch.undo()
-    assert pb.StackState(env["stack"], env["state_root"]).active_block() is None
+    assert StackState(env["stack"], env["state_root"]).active_block() is None
 
 
 @pytest.mark.parametrize("writes", [0, 1])
@@ -389,14 +213,14 @@ def test_crash_between_close_writes_leaves_valid_json_and_the_rerun_converges(en
 def test_crash_after_closing_history_before_lifting_the_freeze(env, monkeypatch):
     assert run_main(dict(env, state="started", id="b1", reason="unit"))["changed"]
     stack = Path(env["state_root"]) / env["stack"]
-    real_unlink = pb.os.unlink
+    real_unlink = _block.os.unlink
 
     def crash_on_active(path):
         if str(path).endswith("active.json"):
             raise Crash(path)
         real_unlink(path)
 
-    monkeypatch.setattr(pb.os, "unlink", crash_on_active)
+    monkeypatch.setattr(_block.os, "unlink", crash_on_active)
     with pytest.raises(Crash):
         run_main(dict(env, state="completed"))
     monkeypatch.undo()
