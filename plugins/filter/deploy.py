@@ -14,6 +14,7 @@ The role's task files run the steps; what each step acts on is decided here:
   service's release); the deploy and the flag flip both build it here.
 - ``verify_verdict``: the verify summary (lines, problems, ok) from what verify read.
 - ``rollback_target``: the stack release manifest a stack rollback goes back to.
+- ``flag_flip``: a flag flip's value before and after, and the services that read the flag.
 
 Words: a *release* is one service's recorded container spec (rollout's ``releases/``); a
 *release manifest* is the stack-wide record of every service's release and the flag set
@@ -361,6 +362,19 @@ def rollback_target(history, current=None, requested=""):
     return older[-1] if older else ""
 
 
+# ------------------------------------------------------------------------------------------ flag flip
+def flag_flip(order, name, value, defaults=None, overrides=None):
+    """A flag flip's decision: the flag's value before (declared default, then the host's override,
+    else false), after (``value`` read as true/false), and the services that read it."""
+    effective = dict(_plain(defaults) or {})
+    effective.update(_plain(overrides) or {})
+    return {
+        "before": effective.get(name, False),
+        "after": str(value).lower() == "true",
+        "readers": [svc["name"] for svc in _plain(order) or [] if name in (svc.get("flags") or [])],
+    }
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -370,4 +384,5 @@ class FilterModule(object):
             "release_manifest_body": release_manifest_body,
             "verify_verdict": verify_verdict,
             "rollback_target": rollback_target,
+            "flag_flip": flag_flip,
         }

@@ -8,6 +8,7 @@ from ansible_collections.tradeops.stack.plugins.filter.deploy import (
     deploy_failure_message,
     deploy_plan,
     deploy_revert,
+    flag_flip,
     release_manifest_body,
     rollback_target,
     verify_verdict,
@@ -26,6 +27,7 @@ def test_every_filter_is_registered():
         "release_manifest_body",
         "verify_verdict",
         "rollback_target",
+        "flag_flip",
     }
 
 
@@ -464,3 +466,26 @@ def test_verify_counts_and_lists_every_problem(order, healthy_stack):
     assert result["lines"][0] == "FAIL cdb on h1: 5 problem(s)"
     assert len([line for line in result["lines"] if line.startswith("  ! ")]) == 5
     assert result["problems"][-1] == "broker: down"
+
+
+# ------------------------------------------------------------------------------------------ flag flip
+FLAG_ORDER = [{"name": "bot", "flags": ["pause_new_orders", "x"]}, {"name": "api", "flags": []}, {"name": "db"}]
+
+
+@pytest.mark.parametrize(
+    ("defaults", "overrides", "value", "before", "after"),
+    [
+        ({"pause_new_orders": False}, {}, "true", False, True),
+        ({"pause_new_orders": False}, {"pause_new_orders": True}, "false", True, False),  # the override wins
+        ({}, {}, True, False, True),  # undeclared: false; a native bool value reads as its text
+        ({}, {}, "False", False, False),
+    ],
+)
+def test_flag_flip_before_and_after(defaults, overrides, value, before, after):
+    flip = flag_flip(FLAG_ORDER, "pause_new_orders", value, defaults=defaults, overrides=overrides)
+    assert (flip["before"], flip["after"]) == (before, after)
+
+
+def test_flag_flip_names_the_services_that_read_the_flag():
+    assert flag_flip(FLAG_ORDER, "pause_new_orders", "true")["readers"] == ["bot"]
+    assert flag_flip(FLAG_ORDER, "nobody_reads_me", "true")["readers"] == []
