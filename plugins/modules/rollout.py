@@ -540,67 +540,21 @@ timings:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker as docker_utils
+from ansible_collections.tradeops.stack.plugins.module_utils import _spec
 from ansible_collections.tradeops.stack.plugins.module_utils._redact import Redactor, guard, read_secret_files
 from ansible_collections.tradeops.stack.plugins.module_utils._state import STATE_ARG_SPEC, StateError
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout import RolloutFailed
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.runner import Runner, default_secrets_dir
 
 
-def main():
-    argument_spec = dict(
+def argument_spec():
+    """The module's options: the service spec table's (_spec.argument_spec()) and the rollout's own."""
+    spec = dict(
         service=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "rolled_back", "absent"]),
         to_release=dict(type="str"),
-        strategy=dict(type="str", default="start_first", choices=["blue_green", "start_first", "exclusive"]),
-        image=dict(type="str"),
-        pull=dict(type="str", default="missing", choices=["always", "missing", "never"]),
-        command=dict(type="list", elements="str"),
-        entrypoint=dict(type="list", elements="str"),
-        env=dict(type="dict"),
-        secrets=dict(type="list", elements="str", no_log=False),
         secrets_dir=dict(type="path", no_log=False),
-        volumes=dict(type="list", elements="str"),
-        networks=dict(
-            type="list",
-            elements="dict",
-            options=dict(name=dict(type="str", required=True), aliases=dict(type="list", elements="str")),
-        ),
-        published_ports=dict(type="list", elements="str"),
-        publish_address=dict(type="str", default="127.0.0.1"),
-        labels=dict(type="dict"),
-        user=dict(type="str"),
         allow_root=dict(type="bool", default=False),
-        read_only=dict(type="bool", default=True),
-        tmpfs=dict(type="list", elements="str", default=["/tmp"]),
-        cap_drop=dict(type="list", elements="str", default=["ALL"]),
-        cap_add=dict(type="list", elements="str", default=[]),
-        security_opt=dict(type="list", elements="str", default=["no-new-privileges:true"]),
-        resources=dict(
-            type="dict",
-            options=dict(
-                memory=dict(type="str", required=True),
-                cpus=dict(type="float", required=True),
-                pids=dict(type="int", required=True),
-            ),
-        ),
-        healthcheck=dict(
-            type="dict",
-            options=dict(
-                test=dict(type="raw", required=True),
-                interval=dict(type="str", default="30s"),
-                timeout=dict(type="str", default="30s"),
-                retries=dict(type="int", default=3),
-                start_period=dict(type="str", default="0s"),
-            ),
-        ),
-        restart_policy=dict(
-            type="str", default="unless-stopped", choices=["no", "on-failure", "unless-stopped", "always"]
-        ),
-        stop_timeout=dict(type="int", default=10),
-        log=dict(
-            type="dict",
-            options=dict(driver=dict(type="str", default="json-file"), options=dict(type="dict")),
-        ),
         health=dict(
             type="dict",
             default={},
@@ -667,9 +621,14 @@ def main():
         allow_during_block=dict(type="bool", default=False),
         reason=dict(type="str"),
     )
-    argument_spec.update(STATE_ARG_SPEC)
-    argument_spec.update(docker_utils.DOCKER_ARG_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    spec.update(_spec.argument_spec())
+    spec.update(STATE_ARG_SPEC)
+    spec.update(docker_utils.DOCKER_ARG_SPEC)
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     # the failure output (log tails, health probe output) and every message: no secret file's value, no
     # credential-shaped text, no URL user info
     secrets_dir = default_secrets_dir(module.params)

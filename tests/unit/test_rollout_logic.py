@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker as D
+from ansible_collections.tradeops.stack.plugins.module_utils import _spec as S
 from ansible_collections.tradeops.stack.plugins.module_utils._releases import ReleaseHistory
 from ansible_collections.tradeops.stack.plugins.module_utils._state import StackState
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout import RolloutFailed
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout import analysis as A
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.engine import split_ref
-from ansible_collections.tradeops.stack.plugins.module_utils.rollout.runner import diff_spec
 
 
 def params(**kw):
@@ -46,11 +46,11 @@ def params(**kw):
 
 
 def test_spec_hash_is_stable_and_sensitive():
-    a = D.desired_spec(params(), "sha256:1", {"pw": "fp1"})
-    b = D.desired_spec(params(env={"A": "1", "B": "2"}), "sha256:1", {"pw": "fp1"})
-    assert D.spec_hash(a) == D.spec_hash(b)  # dict order does not matter
-    assert D.spec_hash(a) != D.spec_hash(D.desired_spec(params(), "sha256:2", {"pw": "fp1"}))  # image id
-    assert D.spec_hash(a) != D.spec_hash(D.desired_spec(params(), "sha256:1", {"pw": "fp2"}))  # secret content
+    a = S.desired_spec(params(), "sha256:1", {"pw": "fp1"})
+    b = S.desired_spec(params(env={"A": "1", "B": "2"}), "sha256:1", {"pw": "fp1"})
+    assert S.spec_hash(a) == S.spec_hash(b)  # dict order does not matter
+    assert S.spec_hash(a) != S.spec_hash(S.desired_spec(params(), "sha256:2", {"pw": "fp1"}))  # image id
+    assert S.spec_hash(a) != S.spec_hash(S.desired_spec(params(), "sha256:1", {"pw": "fp2"}))  # secret content
     assert a["ports"] == {"8000/tcp": ["127.0.0.1", 8080]}
     assert a["healthcheck"]["StartPeriod"] == 5 * 10**9 and a["healthcheck"]["Test"] == [
         "CMD-SHELL",
@@ -60,18 +60,18 @@ def test_spec_hash_is_stable_and_sensitive():
 
 
 def test_a_services_own_security_opt_keeps_no_new_privileges():
-    spec = D.desired_spec(params(security_opt=["apparmor=tradeops-bot"]), "sha256:1", {})
+    spec = S.desired_spec(params(security_opt=["apparmor=tradeops-bot"]), "sha256:1", {})
     assert spec["security_opt"] == ["apparmor=tradeops-bot", "no-new-privileges:true"]
-    assert D.desired_spec(params(), "sha256:1", {})["security_opt"] == ["no-new-privileges:true"]
+    assert S.desired_spec(params(), "sha256:1", {})["security_opt"] == ["no-new-privileges:true"]
 
 
 def test_masked_spec_and_diff_never_show_fingerprints():
-    spec = D.desired_spec(params(), "sha256:1", {"pw": "fp-new"})
-    before = D.desired_spec(params(), "sha256:1", {"pw": "fp-old"})
-    out = diff_spec(spec, before)
-    assert out["secrets"] == {"pw": D.MASK + " (changed)"}
+    spec = S.desired_spec(params(), "sha256:1", {"pw": "fp-new"})
+    before = S.desired_spec(params(), "sha256:1", {"pw": "fp-old"})
+    out = S.diff_spec(spec, before)
+    assert out["secrets"] == {"pw": S.MASK + " (changed)"}
     assert "fp-new" not in repr(out) and "fp-new" in repr(spec)
-    assert diff_spec(before, None)["secrets"] == {"pw": D.MASK}
+    assert S.diff_spec(before, None)["secrets"] == {"pw": S.MASK}
 
 
 def test_fingerprint_is_keyed():

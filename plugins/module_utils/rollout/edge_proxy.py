@@ -19,7 +19,7 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.tradeops.stack.plugins.module_utils import _docker as docker_utils
+from ansible_collections.tradeops.stack.plugins.module_utils import _spec
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout import RolloutFailed
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.engine import spec_hash_of
 
@@ -65,31 +65,21 @@ class NginxProxy:
 
     def spec(self):
         cfg = self.cfg
-        params = {
-            "image": cfg["image"],
-            "command": None,
-            "entrypoint": None,
-            "env": {},
-            "volumes": ["%s:/etc/nginx/tradeops:ro" % self.conf_dir],
-            "networks": [{"name": self.network, "aliases": []}],
-            "published_ports": ["%s:%s:8080" % (cfg["bind"], cfg["listen"])],
-            "publish_address": cfg["bind"],
-            "labels": {},
-            "user": None,
-            "read_only": True,
-            "tmpfs": ["/tmp"],
-            "cap_drop": ["ALL"],
-            "cap_add": [],
-            "security_opt": ["no-new-privileges:true"],
-            "resources": {"memory": cfg["memory"], "cpus": cfg["cpus"], "pids": 128},
-            "healthcheck": None,
-            "restart_policy": "unless-stopped",
-            "stop_timeout": 30,
-            "log": None,
-        }
+        # the hardening profile and the table's defaults, plus what makes it the proxy
+        params = _spec.service_params(
+            image=cfg["image"],
+            env={},
+            volumes=["%s:/etc/nginx/tradeops:ro" % self.conf_dir],
+            networks=[{"name": self.network, "aliases": []}],
+            published_ports=["%s:%s:8080" % (cfg["bind"], cfg["listen"])],
+            publish_address=cfg["bind"],
+            labels={},
+            resources={"memory": cfg["memory"], "cpus": cfg["cpus"], "pids": 128},
+            stop_timeout=30,
+        )
         image_id, _image = self.engine.resolve_image(cfg["image"], "missing")
-        spec = docker_utils.desired_spec(params, image_id, {})
-        return spec, docker_utils.spec_hash(spec)
+        spec = _spec.desired_spec(params, image_id, {})
+        return spec, _spec.spec_hash(spec)
 
     def render(self, colour, release_id, backup=None):
         """The upstream file: ``colour`` serves; ``backup`` (the old colour, during the drain only) catches

@@ -21,6 +21,7 @@ import os
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker as docker_utils
+from ansible_collections.tradeops.stack.plugins.module_utils import _spec
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     LABEL_RELEASE,
     LABEL_SPEC_HASH,
@@ -159,7 +160,8 @@ class Engine:
         return container
 
     def _create(self, spec, name, labels):
-        return docker_utils.create_container(self.client, spec, name, labels, self.secrets_dir)
+        kwargs = _spec.create_kwargs(spec, name, labels, self.secrets_dir)
+        return docker_utils.create_container(self.client, kwargs, spec["networks"])
 
     def stop(self, container, timeout):
         """Stop and keep (restart policy 'no', so dockerd never brings it back)."""
@@ -276,7 +278,7 @@ class ModelEngine(Engine):
         ]
 
     def image(self, ref):
-        image_id = self.images.get(ref)
+        image_id = self.images.get(ref) or (ref if ref in self.images.values() else None)
         return _ModelImage(image_id) if image_id else None
 
     def image_digest(self, image_id):

@@ -16,6 +16,7 @@ import os
 import time
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker as docker_utils
+from ansible_collections.tradeops.stack.plugins.module_utils import _spec
 from ansible_collections.tradeops.stack.plugins.module_utils._releases import ReleaseHistory, new_release_id
 from ansible_collections.tradeops.stack.plugins.module_utils._state import StackState, StateError, create_once
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout import InvariantViolated, RolloutFailed
@@ -112,9 +113,9 @@ class Runner:
                 raise RolloutFailed("%s is required with state=present" % key)
         image_id, image = self.engine.resolve_image(params["image"], params["pull"])
         fps = self.secret_fingerprints(params.get("secrets"))
-        spec = docker_utils.desired_spec(dict(params, networks=self.networks), image_id, fps)
+        spec = _spec.desired_spec(dict(params, networks=self.networks), image_id, fps)
         self.check_spec(spec, image)
-        return spec, docker_utils.spec_hash(spec)
+        return spec, _spec.spec_hash(spec)
 
     def release_spec(self, rel):
         """A rollback starts from the release's stored spec (never from re-built module options)."""
@@ -248,10 +249,10 @@ class Runner:
         if self.module._diff:
             before_rel = self.history.by_hash(before) if before else None
             result["diff"] = {
-                "before": diff_spec(
+                "before": _spec.diff_spec(
                     before_rel["spec"] if before_rel else ({"spec_hash": before} if before else {}), None
                 ),
-                "after": diff_spec(spec, before_rel["spec"] if before_rel else None),
+                "after": _spec.diff_spec(spec, before_rel["spec"] if before_rel else None),
             }
         if strategy.is_noop(spec_hash):
             result.update(operation="noop", release=result["previous_release"], plan={"steps": [], "expected_pause": 0})
@@ -427,7 +428,7 @@ class Runner:
         result["containers"] = self.engine.summaries()
         result["releases"] = self.history.summary()
         gate = self.strategy.gate if self.strategy is not None else None
-        if gate is not None and gate.report and "gate" not in result and not self.engine.dry:
+        if gate is not None and gate.report and "gate" not in result and not self.check:
             result["gate"] = gate.report
         if self.analysis and self.analysis.report:
             result["analysis"] = self.analysis.report
@@ -452,15 +453,3 @@ def as_failure(exc):
     if isinstance(exc, docker_utils.DockerException):
         return RolloutFailed("Docker engine error: %s" % exc, stage="docker")
     return RolloutFailed("unexpected error %s: %s" % (type(exc).__name__, exc), stage="internal")
-
-
-def diff_spec(spec, before):
-    """A spec for diff output: secrets masked, a changed secret shown as changed (never its value)."""
-    if not spec or "secrets" not in spec:
-        return dict(spec or {})
-    out = docker_utils.masked_spec(spec)
-    if before is not None:
-        for name, fp in spec["secrets"].items():
-            if before.get("secrets", {}).get(name) not in (None, fp):
-                out["secrets"][name] = docker_utils.MASK + " (changed)"
-    return out

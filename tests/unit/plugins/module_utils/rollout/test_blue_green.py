@@ -115,3 +115,13 @@ def test_active_colour_comes_from_the_proxy_file_then_the_history():
     assert strategy.active()[0] == "green"
     engine.files[CONF] = "# colour: blue\n"
     assert strategy.active()[0] == "blue"
+
+
+def test_the_proxy_spec_comes_from_the_table_and_kept_its_hash():
+    engine = FakeEngine(images={"tradeops/proxy:1.0": "sha256:p"})
+    strategy = strategy_for("blue_green", engine)
+    strategy.proxy.cfg = dict(strategy.proxy.cfg, image="tradeops/proxy:1.0", memory="128m")
+    strategy.proxy.conf_dir, strategy.proxy.network = "/var/lib/x/proxy/app", "stk"
+    spec, spec_hash = strategy.proxy.spec()
+    assert spec_hash == "c56b1139fb0de1ad415b33be"  # as before the table: no proxy is recreated
+    assert spec["read_only"] is True and spec["cap_drop"] == ["ALL"] and spec["tmpfs"] == ["/tmp"]
