@@ -5,8 +5,7 @@
 
 - ``DOCKER_ARG_SPEC`` + doc fragment ``tradeops.stack.docker``: how to reach the engine;
 - ``get_client(params)``: a docker.DockerClient, or a readable error;
-- ``desired_spec(...)`` / ``spec_hash(spec)``: the normalised container spec a rollout
-  wants and the hash that goes into the ``tradeops.spec-hash`` label;
+- ``create_container(client, kwargs, networks)``: create from _spec.create_kwargs() and attach networks;
 - ``wait_healthy(...)``: the health gate (exact ``healthy`` comparison, optional HTTP
   probe) that says *why* it failed (health log, exit code, OOM, probe status);
 - ``stack_manifest(client, stack)``: every container of a stack with its image id and
@@ -18,8 +17,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
-import json
-import os
 import time
 
 try:
@@ -62,8 +59,6 @@ DOCKER_ARG_SPEC = dict(
 )
 
 LABEL_ROLE = "tradeops.role"  # "service" or "proxy"
-SPEC_VERSION = 1  # bump when the meaning of the spec changes (forces one roll)
-MASK = "********"
 
 
 class DockerError(Exception):
@@ -163,125 +158,6 @@ def fingerprint(key, data):
     return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-def desired_spec(params, image_id, secret_fps):
-    """The normalised, hashable description of the container a service should run.
-
-    ``secret_fps`` maps secret name -> keyed fingerprint of its content (never the value).
-    """
-    hc = params.get("healthcheck")
-    healthcheck = None
-    if hc:
-        test = hc["test"]
-        if isinstance(test, str):
-            test = ["CMD-SHELL", test]
-        healthcheck = {
-            "Test": list(test),
-            "Interval": duration_ns(hc.get("interval") or "30s", "healthcheck.interval"),
-            "Timeout": duration_ns(hc.get("timeout") or "30s", "healthcheck.timeout"),
-            "Retries": int(hc.get("retries") or 3),
-            "StartPeriod": duration_ns(hc.get("start_period") or 0, "healthcheck.start_period"),
-        }
-    res = params["resources"]
-    ports = {}
-    for item in params.get("published_ports") or []:
-        key, binding = parse_port(item, params["publish_address"])
-        ports[key] = [binding[0], binding[1]]
-    log = params.get("log") or {}
-    return {
-        "v": SPEC_VERSION,
-        "image": params["image"],
-        "image_id": image_id,
-        "command": params.get("command"),
-        "entrypoint": params.get("entrypoint"),
-        "env": dict(sorted((params.get("env") or {}).items())),
-        "secrets": dict(sorted(secret_fps.items())),
-        "volumes": sorted(params.get("volumes") or []),
-        "networks": [{"name": n["name"], "aliases": sorted(n.get("aliases") or [])} for n in params["networks"]],
-        "ports": dict(sorted(ports.items())),
-        "labels": dict(sorted((params.get("labels") or {}).items())),
-        "user": params.get("user"),
-        "read_only": params["read_only"],
-        "tmpfs": sorted(params.get("tmpfs") or []),
-        "cap_drop": sorted(params.get("cap_drop") or []),
-        "cap_add": sorted(params.get("cap_add") or []),
-        # a service's own list never drops no-new-privileges (it replaces the default list)
-        "security_opt": sorted(_rules.merged_security_opt(params.get("security_opt"))),
-        "memory": str(res["memory"]),
-        "cpus": float(res["cpus"]),
-        "pids": int(res["pids"]),
-        "healthcheck": healthcheck,
-        "restart_policy": params["restart_policy"],
-        "stop_timeout": params["stop_timeout"],
-        "log": {
-            "driver": log.get("driver") or "json-file",
-            "options": {
-                k: str(v) for k, v in sorted((log.get("options") or {"max-size": "10m", "max-file": "3"}).items())
-            },
-        },
-    }
-
-
-def spec_hash(spec):
-    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
-
-
-def masked_spec(spec):
-    """The spec for diffs, returns and release history: secret fingerprints replaced by a mask."""
-    if spec is None:
-        return None
-    out = dict(spec)
-    out["secrets"] = dict.fromkeys(spec.get("secrets") or {}, MASK)
-    return out
-
-
-def create_kwargs(spec, name, labels, secrets_dir, first_network):
-    """docker-py containers.create() keyword arguments for ``spec``."""
-    volumes = list(spec["volumes"])
-    for secret in spec["secrets"]:
-        volumes.append("%s:/run/secrets/%s:ro" % (os.path.join(secrets_dir, secret), secret))
-    tmpfs = {}
-    for item in spec["tmpfs"]:
-        path, _sep, opts = item.partition(":")
-        tmpfs[path] = opts or "rw,noexec,nosuid,size=64m,mode=1777"
-    ports = {}
-    for key, (ip, host) in spec["ports"].items():
-        ports[key] = (ip, host) if host else (ip,)
-    kwargs = dict(
-        image=spec["image_id"],
-        name=name,
-        command=spec["command"],
-        entrypoint=spec["entrypoint"],
-        environment=spec["env"],
-        labels=labels,
-        user=spec["user"] or None,
-        read_only=spec["read_only"],
-        tmpfs=tmpfs or None,
-        cap_drop=spec["cap_drop"] or None,
-        cap_add=spec["cap_add"] or None,
-        security_opt=spec["security_opt"] or None,
-        mem_limit=spec["memory"],
-        nano_cpus=int(spec["cpus"] * 1e9),
-        pids_limit=spec["pids"],
-        restart_policy={"Name": spec["restart_policy"]},
-        log_config={"Type": spec["log"]["driver"], "Config": spec["log"]["options"]},
-        volumes=volumes or None,
-        ports=ports or None,
-        network=first_network["name"] if first_network else None,
-        detach=True,
-    )
-    if spec["healthcheck"]:
-        hc = spec["healthcheck"]
-        kwargs["healthcheck"] = {
-            "test": hc["Test"],
-            "interval": hc["Interval"],
-            "timeout": hc["Timeout"],
-            "retries": hc["Retries"],
-            "start_period": hc["StartPeriod"],
-        }
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
 def ensure_network(client, name, stack, check_mode=False):
     """Create a user-defined bridge network if missing. Returns True when it was (or would be) created."""
     if client.networks.list(names=[name]):
@@ -291,10 +167,10 @@ def ensure_network(client, name, stack, check_mode=False):
     return True
 
 
-def create_container(client, spec, name, labels, secrets_dir):
-    networks = spec["networks"]
+def create_container(client, kwargs, networks):
+    """containers.create(**kwargs) (see _spec.create_kwargs), then attached to ``networks`` with their aliases."""
     first = networks[0] if networks else None
-    container = client.containers.create(**create_kwargs(spec, name, labels, secrets_dir, first))
+    container = client.containers.create(**kwargs)
     # Aliases by reconnecting the created container, not by containers.create(networking_config=...):
     # that keyword needs Docker SDK 7, and Debian 12's python3-docker (what docker_host installs) is 5.0.
     if first and first.get("aliases"):

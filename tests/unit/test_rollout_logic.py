@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker as D
+from ansible_collections.tradeops.stack.plugins.module_utils import _spec as S
 from ansible_collections.tradeops.stack.plugins.module_utils._releases import ReleaseHistory
 from ansible_collections.tradeops.stack.plugins.module_utils._state import StackState
-from ansible_collections.tradeops.stack.plugins.modules import rollout as R
+from ansible_collections.tradeops.stack.plugins.module_utils.rollout import RolloutFailed
+from ansible_collections.tradeops.stack.plugins.module_utils.rollout import analysis as A
+from ansible_collections.tradeops.stack.plugins.module_utils.rollout.engine import split_ref
 
 
 def params(**kw):
@@ -43,11 +46,11 @@ def params(**kw):
 
 
 def test_spec_hash_is_stable_and_sensitive():
-    a = D.desired_spec(params(), "sha256:1", {"pw": "fp1"})
-    b = D.desired_spec(params(env={"A": "1", "B": "2"}), "sha256:1", {"pw": "fp1"})
-    assert D.spec_hash(a) == D.spec_hash(b)  # dict order does not matter
-    assert D.spec_hash(a) != D.spec_hash(D.desired_spec(params(), "sha256:2", {"pw": "fp1"}))  # image id
-    assert D.spec_hash(a) != D.spec_hash(D.desired_spec(params(), "sha256:1", {"pw": "fp2"}))  # secret content
+    a = S.desired_spec(params(), "sha256:1", {"pw": "fp1"})
+    b = S.desired_spec(params(env={"A": "1", "B": "2"}), "sha256:1", {"pw": "fp1"})
+    assert S.spec_hash(a) == S.spec_hash(b)  # dict order does not matter
+    assert S.spec_hash(a) != S.spec_hash(S.desired_spec(params(), "sha256:2", {"pw": "fp1"}))  # image id
+    assert S.spec_hash(a) != S.spec_hash(S.desired_spec(params(), "sha256:1", {"pw": "fp2"}))  # secret content
     assert a["ports"] == {"8000/tcp": ["127.0.0.1", 8080]}
     assert a["healthcheck"]["StartPeriod"] == 5 * 10**9 and a["healthcheck"]["Test"] == [
         "CMD-SHELL",
@@ -57,18 +60,18 @@ def test_spec_hash_is_stable_and_sensitive():
 
 
 def test_a_services_own_security_opt_keeps_no_new_privileges():
-    spec = D.desired_spec(params(security_opt=["apparmor=tradeops-bot"]), "sha256:1", {})
+    spec = S.desired_spec(params(security_opt=["apparmor=tradeops-bot"]), "sha256:1", {})
     assert spec["security_opt"] == ["apparmor=tradeops-bot", "no-new-privileges:true"]
-    assert D.desired_spec(params(), "sha256:1", {})["security_opt"] == ["no-new-privileges:true"]
+    assert S.desired_spec(params(), "sha256:1", {})["security_opt"] == ["no-new-privileges:true"]
 
 
 def test_masked_spec_and_diff_never_show_fingerprints():
-    spec = D.desired_spec(params(), "sha256:1", {"pw": "fp-new"})
-    before = D.desired_spec(params(), "sha256:1", {"pw": "fp-old"})
-    out = R._diff_spec(spec, before)
-    assert out["secrets"] == {"pw": D.MASK + " (changed)"}
+    spec = S.desired_spec(params(), "sha256:1", {"pw": "fp-new"})
+    before = S.desired_spec(params(), "sha256:1", {"pw": "fp-old"})
+    out = S.diff_spec(spec, before)
+    assert out["secrets"] == {"pw": S.MASK + " (changed)"}
     assert "fp-new" not in repr(out) and "fp-new" in repr(spec)
-    assert R._diff_spec(before, None)["secrets"] == {"pw": D.MASK}
+    assert S.diff_spec(before, None)["secrets"] == {"pw": S.MASK}
 
 
 def test_fingerprint_is_keyed():
@@ -106,9 +109,9 @@ def test_durations_and_health_budget():
 
 
 def test_split_ref():
-    assert R._split_ref("repo/app") == ("repo/app", "latest")
-    assert R._split_ref("registry:5000/app:1.2") == ("registry:5000/app", "1.2")
-    assert R._split_ref("app@sha256:abc") == ("app", "sha256:abc")
+    assert split_ref("repo/app") == ("repo/app", "latest")
+    assert split_ref("registry:5000/app:1.2") == ("registry:5000/app", "1.2")
+    assert split_ref("app@sha256:abc") == ("app", "sha256:abc")
 
 
 def _history(tmp_path):
@@ -190,8 +193,8 @@ class FakeMeasure:
 
 
 def analysis(monkeypatch, outcomes, **cfg):
-    monkeypatch.setattr(R, "measure", FakeMeasure(outcomes))
-    monkeypatch.setattr(R.time, "sleep", lambda s: None)
+    monkeypatch.setattr(A, "measure", FakeMeasure(outcomes))
+    monkeypatch.setattr(A.time, "sleep", lambda s: None)
     base = {
         "prometheus_url": "http://x",
         "checks": [],
@@ -204,7 +207,7 @@ def analysis(monkeypatch, outcomes, **cfg):
     }
     base.update(cfg)
     warnings = []
-    return R.Analysis(base, warnings.append), warnings
+    return A.Analysis(base, warnings.append), warnings
 
 
 def test_analysis_needs_min_samples_and_fails_on_failure(monkeypatch):
@@ -216,7 +219,7 @@ def test_analysis_needs_min_samples_and_fails_on_failure(monkeypatch):
         "last": [{"check": "c", "result": "pass", "error": None}],
     }
     a, _ = analysis(monkeypatch, ["pass", "fail"])
-    with pytest.raises(R.RolloutFailed, match=r"analysis \(pre\) failed"):
+    with pytest.raises(RolloutFailed, match=r"analysis \(pre\) failed"):
         a.run("pre", None)
     a, _ = analysis(monkeypatch, ["fail", "pass", "pass"], failure_limit=1)
     a.run("pre", None)
@@ -225,10 +228,10 @@ def test_analysis_needs_min_samples_and_fails_on_failure(monkeypatch):
 
 def test_no_data_is_never_a_silent_pass(monkeypatch):
     a, _ = analysis(monkeypatch, ["inconclusive"], inconclusive="wait", inconclusive_timeout=0)
-    with pytest.raises(R.RolloutFailed, match="inconclusive"):
+    with pytest.raises(RolloutFailed, match="inconclusive"):
         a.run("pre", None)
     a, _ = analysis(monkeypatch, ["inconclusive"], inconclusive="fail")
-    with pytest.raises(R.RolloutFailed, match="inconclusive: c: inconclusive"):
+    with pytest.raises(RolloutFailed, match="inconclusive: c: inconclusive"):
         a.run("pre", None)
     a, warnings = analysis(monkeypatch, ["inconclusive"], inconclusive="pass")
     a.run("pre", None)
