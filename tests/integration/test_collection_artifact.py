@@ -61,7 +61,7 @@ def test_tarball_leaves_out_tests_molecule_examples_and_ci(installed):
     ):
         assert not [n for n in names if n.startswith(excluded)], f"{excluded} leaked into the artifact"
     # what a release ships: the licence text, the changelog, the runtime requirements
-    for shipped in ("COPYING", "changelogs/changelog.yaml", "requirements.txt", "meta/runtime.yml"):
+    for shipped in ("COPYING", "CHANGELOG.rst", "changelogs/changelog.yaml", "requirements.txt", "meta/runtime.yml"):
         assert shipped in names, f"{shipped} missing from the artifact"
     assert "GNU GENERAL PUBLIC LICENSE" in tarfile.open(tarball).extractfile("COPYING").read().decode()
     assert "plugins/module_utils/_state.py" in names
