@@ -49,6 +49,7 @@ class Exclusive(SingleSlot):
         t_down = None
         if active is not None:
             attempt.previous_hash = spec_hash_of(active)
+            attempt.previous_id = active.id
             if active.status == "running":
                 engine.stop(active, self.settings.stop_timeout)
             t_down = time.monotonic()
@@ -81,12 +82,17 @@ class Exclusive(SingleSlot):
     def undo(self):
         engine, slots, attempt = self.engine, self.slots, self.attempt
         found = engine.containers()
-        new = found.get(slots.main)
-        if new is not None and new.id == attempt.new_id:
-            # keep the failed instance's evidence in the result, then remove it before anything else starts
-            engine.remove(new)
+        main = found.get(slots.main)
+        if main is not None and main.id != attempt.previous_id:
+            # the new instance (created, maybe never started): keep its evidence in the result, then remove it
+            # before anything else starts
+            engine.remove(main)
+            main = None
         if slots.next in found and slots.prev not in found:
             engine.rename(found[slots.next], slots.prev)
         self.assert_exclusive("after removing the failed instance")
+        if main is not None:
+            # the old instance never left its name (its stop or its rename failed): it serves again
+            return self.serve_again(main)
         restored = self.restore_previous() if attempt.previous_hash else None
         return restored

@@ -21,6 +21,7 @@ class StartFirst(SingleSlot):
         engine.remove_if(slots.next)
         active = engine.containers().get(slots.main)
         attempt.previous_hash = spec_hash_of(active)
+        attempt.previous_id = active.id if active is not None else None
         if reuse is not None:
             engine.rename(reuse, slots.next)
             engine.start(reuse, self.settings.restart_policy)
@@ -44,7 +45,19 @@ class StartFirst(SingleSlot):
         engine, slots, attempt = self.engine, self.slots, self.attempt
         found = engine.containers()
         nxt = found.get(slots.next)
-        if nxt is not None:  # failed before promotion: the old one never stopped
+        main = found.get(slots.main)
+        prev = found.get(slots.prev)
+        old = attempt.previous_id
+        if nxt is not None and old is not None and nxt.id != old:  # the candidate never took the name
+            engine.remove(nxt)
+            nxt = None
+        if main is not None and old is not None and main.id == old:
+            # failed before the switch (the create, the gate, the first rename): the old one kept its name
+            restored = self.serve_again(main)
+        elif main is None and prev is not None and old is not None and prev.id == old:
+            # failed between the two renames: the old one is already <name>-prev, still running
+            restored = self.serve_again(prev, name=slots.main)
+        elif nxt is not None:  # a leftover candidate of another attempt: the old one never stopped
             engine.remove(nxt)
             restored = attempt.previous_hash
         else:

@@ -34,6 +34,7 @@ class Attempt:
 
     def __init__(self):
         self.previous_hash = None  # spec hash of the instance that served before (None: first deploy)
+        self.previous_id = None  # its container id: what a rollback looks for, wherever a failure left it
         self.previous_colour = None  # blue_green: the colour that served before
         self.target = None  # blue_green: the colour rolled out
         self.new_id = None  # id of the container this attempt created or started
@@ -93,6 +94,18 @@ class SingleSlot(Strategy):
 
     def assert_exclusive(self, step):
         """Only exclusive checks it: never two instances of the service running."""
+
+    def serve_again(self, container, name=None):
+        """The old instance serves again under ``name`` (default <name>): renamed if need be, started if it
+        was stopped, gated; returns its spec hash."""
+        if name is not None and container.name != name:
+            self.engine.rename(container, name)
+        if container.status != "running":
+            self.assert_exclusive("before restarting the previous instance")
+            self.engine.start(container, self.settings.restart_policy)
+            self.gate.gate(container, label="rollback_gate")
+        self.assert_exclusive("after restoring the previous instance")
+        return spec_hash_of(container)
 
     def restore_previous(self):
         """Start <name>-prev again as <name> and gate it; returns its spec hash."""

@@ -105,10 +105,9 @@ def _initial():
     return [container("t-app", "r1")]
 
 
-# Found by these tests (behaviour kept as it was, this change is structural): a failure of the stop (point 0)
-# or of the rename to -prev (point 1) leaves the old instance under <name>, and the rollback, which looks for
-# it as -prev only, reports nothing restored; after a failed rename the old instance even stays stopped.
-KNOWN_GAPS = {0, 1}
+# A failure of the stop (point 0) or of the rename to -prev (point 1) leaves the old instance under <name>:
+# the rollback finds it by its id (Attempt.previous_id) wherever it is, not as -prev only.
+KNOWN_GAPS = set()
 
 
 @pytest.mark.parametrize(
@@ -126,7 +125,7 @@ def test_every_failure_point_rolls_back_to_the_old_release(point):
     assert exc is not None and "injected failure" in exc.reason
     assert strategy.rollback() == "hash-r1"
     assert engine.live() == ["t-app"] and engine.release("t-app") == "r1"
-    assert engine.max_live == 1
+    assert engine.max_live <= 1  # never two (a failed stop leaves the old one running: no action at all)
 
 
 @pytest.mark.parametrize("point", range(3))

@@ -80,10 +80,9 @@ def _points():
     return range(len(engine.actions))
 
 
-# Found by these tests (behaviour kept as it was, this change is structural): a failure of the create (point 0)
-# leaves the old instance running but the rollback reports nothing restored; a failure of the second rename
-# (point 4) leaves the old instance running under <name>-prev.
-KNOWN_GAPS = {0: "the old one still runs but is not reported restored", 4: "the old one keeps running as -prev"}
+# A failure of the create (point 0) leaves the old instance serving under <name>; a failure of the second
+# rename (point 4) leaves it running as <name>-prev: the rollback finds it by its id and it serves again.
+KNOWN_GAPS = {}
 
 
 @pytest.mark.parametrize(
@@ -108,3 +107,14 @@ def test_every_failure_point_of_a_first_deploy_leaves_nothing_running(point):
     assert exc is not None
     assert strategy.rollback() is None
     assert engine.live() == []
+
+
+def test_a_failed_create_never_brings_back_the_release_before_the_previous_one():
+    """With r0 kept as -prev and r1 serving, a failed create of r2 leaves r1 serving: the rollback must not
+    start r0 and remove r1 (the step after promotion does that, not the one before)."""
+    engine = FakeEngine([container("t-app", "r1"), container("t-app-prev", "r0", status="exited")], fail_at=0)
+    strategy, exc = deploy("start_first", engine, "r2")
+    assert exc is not None
+    assert strategy.rollback() == "hash-r1"
+    assert engine.live() == ["t-app"] and engine.release("t-app") == "r1"
+    assert engine.release("t-app-prev") == "r0"
