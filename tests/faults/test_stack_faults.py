@@ -25,7 +25,7 @@ import pytest
 import yaml
 from conftest import ROOT, run_module
 from test_playbooks import BOTS, BROKEN, GOOD, OLDER, changed_count, docker, image_id
-from test_playbooks_no_data_lost import checkpoint, rows_up_to
+from test_playbooks_no_data_lost import checkpoint, now, rows_after, rows_up_to
 from test_rollout_faults import descendants
 from test_rollout_support import run_task, wait_for
 
@@ -407,6 +407,7 @@ def test_dependency_stopped_and_started(stack, scenario, dependency):
     finally:
         docker("start", name)
     t0 = time.monotonic()
+    restarted = None
     assert outage.rc != 0 and f"{dependency}: no running container" in outage.output, outage.output[-3000:]
     assert prom_down, f"Prometheus never saw tradeops_dependency_up{{dependency={dependency}}} == 0"
 
@@ -416,7 +417,9 @@ def test_dependency_stopped_and_started(stack, scenario, dependency):
             for c in containers(stack)
             if c["State"]["Running"]
         )
-        return healthy and checkpoint(stack)[1] > count
+        nonlocal restarted
+        restarted = restarted or now(stack)  # PostgreSQL's clock, once it answers again
+        return healthy and bool(restarted) and rows_after(stack, restarted) > 0
 
     assert wait_for(recovered, timeout=300, interval=1), "the stack did not reconnect within 5 minutes"
     row.recovered(time.monotonic() - t0)

@@ -125,7 +125,37 @@ def test_survey_and_schedule_variables_are_read_by_the_playbooks():
             read_by[key] = target
     print(f"{checked} survey/schedule/extra variables checked over {len(templates)} job templates")
     assert not problems, problems
-    # the two directions the playbooks document: short names map onto role variables
-    assert read_by.get("to_release") == "tradeops.stack.rollback"
-    assert read_by.get("fail_on_zai") == "tradeops.stack.paper_block"
-    assert read_by.get("since") == "tradeops.stack.diagnose"
+    # the playbooks' inputs map onto role variables
+    assert read_by.get("tradeops_rollback_to_release") == "tradeops.stack.rollback"
+    assert read_by.get("tradeops_block_fail_on_zai") == "tradeops.stack.paper_block"
+    assert read_by.get("tradeops_diagnose_since") == "tradeops.stack.diagnose"
+
+
+def test_survey_variables_are_declared_inputs_of_the_playbook():
+    """A survey asks only for inputs the playbook's entry point of tradeops.stack.inputs declares,
+    with choices the spec allows: the play validates them again, so a survey that drifts fails here."""
+    config = yaml.safe_load((AWX / "configure.yml").read_text().replace("!unsafe", ""))[0]
+    inputs = yaml.safe_load((ROOT / "roles" / "inputs" / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    problems, checked = [], 0
+    for template in config["vars"]["awx_job_templates"]:
+        playbook = template["playbook"].removesuffix(".yml")
+        spec = inputs[playbook]["options"]
+        for question in template["survey"]:
+            checked += 1
+            option = spec.get(question["variable"])
+            if option is None:
+                problems.append(
+                    f"{template['name']}: survey asks for {question['variable']}, not an input of {playbook}"
+                )
+                continue
+            choices = [str(c).lower() for c in question.get("choices", [])]
+            allowed = ["true", "false"] if option["type"] == "bool" else [str(c) for c in option.get("choices", [])]
+            if choices and allowed and not set(choices) <= set(allowed):
+                problems.append(
+                    f"{template['name']}: {question['variable']} offers {choices}, the spec allows {allowed}"
+                )
+        for key in template.get("extra_vars", {}):
+            checked += 1
+            if key not in spec:
+                problems.append(f"{template['name']}: extra var {key} is not an input of {playbook}")
+    assert checked > 10 and not problems, problems

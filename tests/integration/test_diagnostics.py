@@ -281,8 +281,8 @@ def test_diagnose_playbook_fetches_a_redacted_bundle(small_stack, tmp_path):
     run = stack.play(
         "diagnose",
         verbosity=3,
-        since="1h",
-        diagnose_dest=str(dest),
+        tradeops_diagnose_since="1h",
+        tradeops_diagnose_dest=str(dest),
         tradeops_prometheus_url=f"http://127.0.0.1:{stack.prom_port}",
         tradeops_broker_health_url=f"http://127.0.0.1:{stack.broker_port}/api/v1",
     )
@@ -321,10 +321,12 @@ def test_diagnose_playbook_fetches_a_redacted_bundle(small_stack, tmp_path):
 
 
 def test_diagnose_rejects_a_bad_since_naming_it(small_stack, tmp_path):
-    run = small_stack.play("diagnose", since="yesterday", diagnose_dest=str(tmp_path / "d"))
+    run = small_stack.play("diagnose", tradeops_diagnose_since="yesterday", tradeops_diagnose_dest=str(tmp_path / "d"))
     assert run.rc != 0
-    assert "since (stack_diagnose_since) 'yesterday' is not a duration like 30m" in run.output
+    assert "tradeops_diagnose_since (stack_diagnose_since) 'yesterday' is not a duration like 30m" in run.output
     assert not (tmp_path / "d").exists()
-    run = small_stack.play("diagnose", since="99999999999999d", diagnose_dest=str(tmp_path / "d"))
+    run = small_stack.play(
+        "diagnose", tradeops_diagnose_since="99999999999999d", tradeops_diagnose_dest=str(tmp_path / "d")
+    )
     assert run.rc != 0 and "'99999999999999d' is out of range" in run.output
     assert not (tmp_path / "d").exists()

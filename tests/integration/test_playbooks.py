@@ -178,7 +178,7 @@ def test_rollback_to_a_named_manifest(stack):
     events = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()]
     steps = [e["action"] for e in events if e["action"] in ("manifest_known_good", "lock_release")]
     assert steps[-2:] == ["manifest_known_good", "lock_release"], steps
-    run = stack.play("rollback", manifest=good["id"])
+    run = stack.play("rollback", tradeops_rollback_manifest=good["id"])
     assert run.rc == 0, run.output[-4000:]
     assert stack.manifest()["id"] == good["id"]
     assert {good["id"], newer["id"]} <= {r["id"] for r in stack.manifest("history")}
@@ -190,7 +190,7 @@ def test_rollback_to_a_named_manifest(stack):
 def test_flag_flip_reaches_the_bot_without_a_restart(stack):
     started = stack.running()["paper_execution"]["started"]
     before = stack.manifest()
-    run = stack.play("flags", flag="pause_new_orders", value="true")
+    run = stack.play("flags", tradeops_flag="pause_new_orders", tradeops_flag_value="true")
     assert run.rc == 0, run.output[-4000:]
     flags = json.loads((stack.state / stack.name / "config" / "paper_execution" / "flags.json").read_text())
     assert flags == {"pause_new_orders": True}
@@ -213,12 +213,17 @@ def test_flag_flip_reaches_the_bot_without_a_restart(stack):
     flip = [e for e in events if e.get("action") == "flag_flip" and e.get("flag") == "pause_new_orders"][-1]
     assert (flip["user"], flip["host"]) == (getpass.getuser(), socket.gethostname())  # the Docker host's side
     assert flip["controller"].endswith("@" + socket.gethostname()), flip
-    run = stack.play("flags", flag="pause_new_orders", value="false")
+    run = stack.play("flags", tradeops_flag="pause_new_orders", tradeops_flag_value="false")
     assert run.rc == 0, run.output[-4000:]
 
 
 def test_an_active_block_blocks_a_deploy(stack):
-    run = stack.play("paper_block", block_action="start", block_id="t-block-1", block_reason="integration test")
+    run = stack.play(
+        "paper_block",
+        tradeops_block_action="start",
+        tradeops_block_id="t-block-1",
+        tradeops_block_reason="integration test",
+    )
     assert run.rc == 0, run.output[-4000:]
     try:
         before = {k: v["started"] for k, v in stack.running().items()}
@@ -229,28 +234,32 @@ def test_an_active_block_blocks_a_deploy(stack):
         # a flag flip and a restore are frozen too, decided under the lock; nothing changes
         overrides = stack.home / "config" / "overrides.json"
         overrides_before = overrides.read_text() if overrides.exists() else None
-        run = stack.play("flags", flag="pause_new_orders", value="true")
+        run = stack.play("flags", tradeops_flag="pause_new_orders", tradeops_flag_value="true")
         assert run.rc != 0 and "flags is frozen, nothing was changed" in run.output, run.output[-4000:]
         assert (overrides.read_text() if overrides.exists() else None) == overrides_before
         backups = stack.home / "backups"
         backups.mkdir(parents=True, exist_ok=True)
         (backups / "t-fake.dump").write_bytes(b"not a dump: the freeze refuses before pg_restore reads it")
         dumps_before = sorted(p.name for p in backups.iterdir())
-        run = stack.play("restore", backup="t-fake.dump", confirm=True)
+        run = stack.play("restore", tradeops_restore_backup="t-fake.dump", tradeops_restore_confirm=True)
         assert run.rc != 0 and "restore is frozen, nothing was changed" in run.output, run.output[-4000:]
         assert sorted(p.name for p in backups.iterdir()) == dumps_before  # no safety backup was taken either
         # forced: the flip happens and the override is audited with the block and the operation
-        run = stack.play("flags", flag="pause_new_orders", value="true", tradeops_allow_during_block=True)
+        run = stack.play(
+            "flags", tradeops_flag="pause_new_orders", tradeops_flag_value="true", tradeops_allow_during_block=True
+        )
         assert run.rc == 0, run.output[-4000:]
         events = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()]
         assert any(
             e.get("action") == "freeze_override" and e.get("operation") == "flags" and e.get("block") == "t-block-1"
             for e in events
         ), events[-5:]
-        run = stack.play("flags", flag="pause_new_orders", value="false", tradeops_allow_during_block=True)
+        run = stack.play(
+            "flags", tradeops_flag="pause_new_orders", tradeops_flag_value="false", tradeops_allow_during_block=True
+        )
         assert run.rc == 0, run.output[-4000:]
     finally:
-        run = stack.play("paper_block", block_action="abort", block_reason="integration test done")
+        run = stack.play("paper_block", tradeops_block_action="abort", tradeops_block_reason="integration test done")
         assert run.rc == 0, run.output[-4000:]
 
 
@@ -262,7 +271,7 @@ def test_restore_takes_the_dump_name_as_data_not_as_shell(stack):
     (backups / crafted).write_bytes(b"not a dump")
     os.chown(backups / crafted, 999, 999)
     try:
-        run = stack.play("restore", backup=crafted, confirm=True)
+        run = stack.play("restore", tradeops_restore_backup=crafted, tradeops_restore_confirm=True)
         assert run.rc != 0, run.output[-3000:]  # not a valid archive: pg_restore refuses it, in one transaction
         assert "INJECTED" not in run.output.replace('INJ""ECTED', ""), run.output[-3000:]
         assert "does not appear to be a valid archive" in run.output or "input file" in run.output, run.output[-3000:]

@@ -24,10 +24,16 @@ def psql(stack: Stack, sql: str) -> str:
 
 
 def checkpoint(stack: Stack) -> tuple[str, int, str]:
-    """(time, rows up to it, md5 over those rows) taken inside PostgreSQL."""
+    """(time, rows up to it, md5 over those rows) taken inside PostgreSQL.
+
+    The cut is a few seconds in the past: created_at is the INSERT's start time, so an
+    insert that began just before now() and commits just after it would be counted by a
+    later query and not by this one (a fault run once saw 109 rows become 110)."""
     out = psql(
         stack,
-        f"SELECT now(), count(*), coalesce({ROWS}, '') FROM paper_trades WHERE created_at <= now()",  # noqa: S608
+        "SELECT t, (SELECT count(*) FROM paper_trades WHERE created_at <= t), "  # noqa: S608
+        f"(SELECT coalesce({ROWS}, '') FROM paper_trades WHERE created_at <= t) "
+        "FROM (SELECT now() - interval '5 seconds' AS t) AS cut",
     )
     ts, count, digest = out.split("|")
     return ts, int(count), digest
@@ -41,6 +47,16 @@ def rows_up_to(stack: Stack, ts: str) -> tuple[int, str]:
     )
     count, digest = out.split("|")
     return int(count), digest
+
+
+def now(stack: Stack) -> str:
+    return psql(stack, "SELECT now()")
+
+
+def rows_after(stack: Stack, ts: str) -> int:
+    # ts comes from PostgreSQL's own now(), never from outside
+    out = psql(stack, f"SELECT count(*) FROM paper_trades WHERE created_at > '{ts}'::timestamptz")  # noqa: S608
+    return int(out or 0)  # empty while PostgreSQL does not answer
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +86,7 @@ def test_no_paper_trade_lost_over_deploy_rollback_cycles(stack):
         run = stack.play("deploy", tradeops_bot_image=OLDER, tradeops_deploy_reason=f"cycle {i} up")
         assert run.rc == 0, run.output[-4000:]
         checkpoints.append(checkpoint(stack))
-        run = stack.play("rollback", manifest=good)
+        run = stack.play("rollback", tradeops_rollback_manifest=good)
         assert run.rc == 0, run.output[-4000:]
         checkpoints.append(checkpoint(stack))
         print(f"cycle {i + 1}/{CYCLES}: {checkpoints[-1][1]} paper trades")
