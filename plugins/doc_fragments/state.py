@@ -24,4 +24,12 @@ options:
         manifests, paper blocks, deploy lock, audit log and Prometheus textfiles.
     type: path
     default: /var/lib/tradeops
+  operator:
+    description:
+      - The person this run acts for, recorded as C(user) in every audit line the module writes (with the managed
+        host as C(host)), and as the operator of a block that M(tradeops.stack.paper_block) starts.
+      - The roles pass C(stack_operator), which is the AWX launching user (C(awx_user_name), C(tower_user_name) on
+        older controllers) or the controller's login (E(TRADEOPS_OPERATOR) overrides it).
+      - Without it, the managed host decides (E(SUDO_USER), else the login name), which is the SSH user, not the person.
+    type: str
 """

@@ -15,6 +15,9 @@ The role's task files run the steps; what each step acts on is decided here:
 - ``verify_verdict``: the verify summary (lines, problems, ok) from what verify read.
 - ``rollback_target``: the stack release manifest a stack rollback goes back to.
 - ``flag_flip``: a flag flip's value before and after, and the services that read the flag.
+- ``run_summary``: the closing summary of a deploy or a rollback (per service from -> to,
+  strategy, time, result; the manifest and its known-good status; the total time) and the
+  ``set_stats`` data an AWX workflow reads.
 
 Words: a *release* is one service's recorded container spec (rollout's ``releases/``); a
 *release manifest* is the stack-wide record of every service's release and the flag set
@@ -318,8 +321,12 @@ def verify_verdict(
     block=None,
     active_block=None,
     prometheus_url="",
+    marks_known_good=False,
 ):
     """The verify summary: ``{lines, problems, ok}``, one line per area, each problem listed.
+
+    ``marks_known_good``: this verify is the deploy's own, which marks the manifest known-good when
+    it passes (so a manifest not known-good yet is said to be so, not flagged).
 
     ``order`` is the enabled services; ``containers`` every container of the stack (Docker's
     listing, all states) and ``healthy`` those Docker reports exactly ``healthy``; ``manifest``
@@ -334,7 +341,10 @@ def verify_verdict(
     prometheus_url = prometheus_url or ""
     ok, problems = _service_problems(order, containers, healthy_ids)
     if "id" in manifest:
-        known = ", known-good" if manifest.get("known_good") else ", NOT yet known-good"
+        if manifest.get("known_good"):
+            known = ", known-good"
+        else:
+            known = ", known-good once this verify passes" if marks_known_good else ", NOT yet known-good"
         where = " (manifest %s%s)" % (manifest["id"], known)
     else:
         where = " (no manifest yet)"
@@ -375,6 +385,120 @@ def flag_flip(order, name, value, defaults=None, overrides=None):
     }
 
 
+# --------------------------------------------------------------------------------------- run summary
+OUTCOMES = ("ok", "nothing to change", "failed, rolled back", "failed, rollback failed")
+
+
+def _dedupe_clauses(text):
+    """``a; last health checks: b; b; b`` -> ``a; last health checks: b (x3)``: a gate's health log
+    repeats the same probe line (the label in front of the first one does not make it different)."""
+    out, counts = [], {}
+    for clause in str(text).split("; "):
+        key = clause.split("last health checks: ", 1)[-1]
+        if key in counts:
+            counts[key] += 1
+        else:
+            counts[key] = 1
+            out.append((key, clause))
+    return "; ".join(clause if counts[key] == 1 else "%s (x%d)" % (clause, counts[key]) for key, clause in out)
+
+
+def _image(record):
+    return (record or {}).get("image") or "?"
+
+
+def run_summary(
+    outcomes,
+    kind="deploy",
+    order=None,
+    before=None,
+    manifest=None,
+    history=None,
+    seconds=None,
+    failure="",
+    failed_result=None,
+    stack="",
+    host="",
+):
+    """The closing summary of a deploy or a rollback, and what ``set_stats`` hands to an AWX workflow.
+
+    ``outcomes`` is ``_stack_outcomes`` (phases ``apply`` and ``revert`` for a deploy, ``rollback`` for a
+    rollback); ``before`` the manifest current when the run started, ``manifest`` the one current at the
+    end, known-good when it or its record in ``history`` says so; ``failure`` the run's failure message
+    (empty: it succeeded), ``failed_result`` the failed task's result: a rollout that failed records no
+    outcome, so a rollout's result (it has a ``strategy``) stands for the first planned change not applied.
+    """
+    outcomes = _plain(outcomes) or {}
+    before = (_plain(before) or {}).get("services") or {}
+    manifest = _plain(manifest) or {}
+    known_good = bool(manifest.get("known_good")) or any(
+        record.get("id") == manifest.get("id") and record.get("known_good") for record in _plain(history) or []
+    )
+    names = _names(_plain(order))
+    done = outcomes.get("rollback" if kind == "rollback" else "apply") or {}
+    reverted = outcomes.get("revert") or {}
+    failed_result = _plain(failed_result) or {}
+    if failure and kind == "deploy" and "strategy" in failed_result:
+        planned = outcomes.get("plan") or {}
+        pending = [n for n in names if n not in done and (planned.get(n) or {}).get("operation", "noop") != "noop"]
+        if pending:
+            plan = planned[pending[0]]
+            done = dict(done)
+            done[pending[0]] = {
+                "image": plan.get("image"),
+                "operation": failed_result.get("operation") or plan.get("operation"),
+                "strategy": failed_result.get("strategy"),
+                "changed": True,
+                "failed": True,
+                "rollback_failed": bool(failed_result.get("rollback_failed")),
+                "seconds": (failed_result.get("timings") or {}).get("total"),
+            }
+    rows, changed = [], []
+    for name in names + sorted(n for n in done if n not in names):
+        outcome = done.get(name)
+        if outcome is None or (not outcome.get("changed") and not outcome.get("failed")):
+            continue
+        changed.append(name)
+        if outcome.get("failed"):
+            result = "FAILED, rollback failed" if outcome.get("rollback_failed") else "FAILED, rolled back"
+        else:
+            result = "ok"
+        if name in reverted:
+            back = reverted[name]
+            result += ", reverted" if not back.get("failed") else ", revert FAILED: %s" % back.get("reason")
+        took = "" if outcome.get("seconds") is None else ", %.1f s" % float(outcome["seconds"])
+        rows.append(
+            "  %s: %s -> %s (%s, %s%s): %s"
+            % (name, _image(before.get(name)), outcome.get("image") or "?", outcome.get("operation"),
+               outcome.get("strategy"), took, result)
+        )  # fmt: skip
+    rollback_failed = any(o.get("rollback_failed") for o in done.values()) or any(
+        o.get("failed") for o in reverted.values()
+    )
+    if not failure:
+        outcome = "ok" if changed or kind == "rollback" else "nothing to change"
+    else:
+        outcome = "failed, rollback failed" if rollback_failed else "failed, rolled back"
+    total = "" if seconds is None else " in %.0f s" % float(seconds)
+    lines = ["%s %s: %s on %s%s" % (kind.upper(), outcome.upper() if failure else outcome, stack, host, total)]
+    lines += rows or ["  no service changed"]
+    if manifest.get("id"):
+        lines.append("  manifest %s (%s)" % (manifest["id"], "known-good" if known_good else "NOT known-good"))
+    if failure:
+        lines.append("  why: %s" % _dedupe_clauses(failure))
+    stats = {
+        "outcome": outcome,
+        "kind": kind,
+        "stack": stack,
+        "host": host,
+        "manifest": manifest.get("id"),
+        "known_good": known_good,
+        "changed": changed,
+        "seconds": None if seconds is None else round(float(seconds), 1),
+    }
+    return {"lines": lines, "outcome": outcome, "stats": stats}
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -385,4 +509,5 @@ class FilterModule(object):
             "verify_verdict": verify_verdict,
             "rollback_target": rollback_target,
             "flag_flip": flag_flip,
+            "run_summary": run_summary,
         }

@@ -13,8 +13,9 @@ version_added: 0.1.0
 description:
   - Returns facts about the controller run that a deploy lock records so that a killed run's lock is detected as
     stale; V(pid) is the process id of the C(ansible-playbook) (or C(ansible)) process running this play, V(host)
-    the controller's host name, V(user) the user running it, V(machine) where that pid is meaningful,
-    C(<kernel boot id>/<pid namespace>) (for example C(0b4c...e1/pid:[4026531836])), or V(null) when unknown.
+    the controller's host name, V(user) the controller's login (E(TRADEOPS_OPERATOR) overrides it), V(machine)
+    where that pid is meaningful, C(<kernel boot id>/<pid namespace>) (for example
+    C(0b4c...e1/pid:[4026531836])), or V(null) when unknown.
   - M(tradeops.stack.deploy_lock) declares a lock stale because its process is gone only when the lock's
     machine equals the machine the module runs on (the managed host is the controller itself, same boot and
     pid namespace); then a killed run (C(kill -9), Ctrl-C) leaves a stale lock at once. Anywhere else, and for
@@ -97,7 +98,7 @@ class LookupModule(LookupBase):
             elif term == "machine":
                 out.append(machine_identity())
             elif term == "user":
-                out.append(os.environ.get("AWX_USER") or os.environ.get("TRADEOPS_OPERATOR") or getpass.getuser())
+                out.append(os.environ.get("TRADEOPS_OPERATOR") or getpass.getuser())
             else:
                 raise AnsibleError(
                     "tradeops.stack.controller: unknown term %r, expected pid, host, user or machine" % term

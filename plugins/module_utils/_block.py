@@ -59,7 +59,7 @@ class BlockOptions:
         self.module_params = params
         self.wanted_state = params["state"]
         self.id = None if params["id"] is None else _rules.check_name("block", params["id"], option="id")
-        self.operator = params["operator"] or caller_identity()["user"]
+        self.operator = caller_identity(params["operator"])["user"]
         self.reason = params["reason"]
         self.duration = _rules.parse_duration(params["duration"], "duration", minimum=1, maximum=MAX_SECONDS)
         self.zai_window = _rules.parse_duration(params["zai_window"], "zai_window", minimum=1, maximum=MAX_SECONDS)
@@ -86,7 +86,10 @@ class PaperBlock:
         self.options = options
         self.module_params = options.module_params
         self.check = module.check_mode
-        self.stack_state = StackState(self.module_params["stack"], self.module_params["state_root"])
+        self.start_events = []  # (time, id, name) of each container start in the window, for the chart
+        self.stack_state = StackState(
+            self.module_params["stack"], self.module_params["state_root"], self.module_params["operator"]
+        )
         self._docker = None
         self._prom = None
 
@@ -155,7 +158,7 @@ class PaperBlock:
 
     def containers(self, block, manifest, until):
         """Per container, restarts and health since ``block`` started (``_block_report.container_changes``)."""
-        starts, health_failures = _block_report.engine_events(
+        starts, health_failures, self.start_events = _block_report.engine_events(
             self.docker, self.module_params["stack"], block["started_at"], until
         )
         return _block_report.container_changes(block, manifest, starts, health_failures)
@@ -279,7 +282,7 @@ class PaperBlock:
             "trading_mode": self.options.trading_mode,
             "manifest": self.manifest(),
             "zai_window_seconds": self.options.zai_window,
-            "started_by": caller_identity(),
+            "started_by": self.stack_state.identity(),
         }
         metrics_file = None
         if not self.check:
@@ -440,19 +443,23 @@ class PaperBlock:
                 "diff": {"before": block, "after": {}},
             }
         now = utcnow()
-        closed = dict(block, status=final, ended_at=now, closed_by=caller_identity())
+        closed = dict(block, status=final, ended_at=now, closed_by=self.stack_state.identity())
         if final == "aborted" or self.options.reason:
             closed["close_reason"] = self.options.reason
         manifest = self.manifest()
+        containers = self.containers(closed, manifest, now)
+        # the last audit lines are enough: a block lasts days, the log keeps months
+        markers = _block_report.chart_markers(closed, self.start_events, self.stack_state.read_audit(limit=5000), now)
         report = _block_report.build(
             self.module_params,
             closed,
             now,
             manifest,
-            self.containers(closed, manifest, now),
+            containers,
             self.options.zai_window,
             self.broker_textfile(),
             self.prom,
+            markers=markers,
         )
         closed["report_summary"] = {
             "totals": report["totals"],

@@ -12,8 +12,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import calendar
 import math
 import os
+import time
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _textfile, _zai
 from ansible_collections.tradeops.stack.plugins.module_utils._prometheus import PrometheusError
@@ -52,10 +54,11 @@ def manifest_changes(before, after):
 
 
 def engine_events(docker, stack, since, until):
-    """``(starts, health_failures)``: container id (12 chars) -> 'start' events, and -> 'health_status: unhealthy'
-    events, the engine reports for the stack's containers in [since, until]. ``({}, {})`` when the engine has no
-    event history to give: RestartCount and StartedAt still count."""
-    starts, health_failures = {}, {}
+    """``(starts, health_failures, start_events)``: container id (12 chars) -> 'start' events, and ->
+    'health_status: unhealthy' events, the engine reports for the stack's containers in [since, until], and each
+    start as ``(time, id, name)`` in order. Empty when the engine has no event history to give: RestartCount and
+    StartedAt still count."""
+    starts, health_failures, start_events = {}, {}, []
     try:
         events = docker.events(
             since=int(since),
@@ -68,11 +71,59 @@ def engine_events(docker, stack, since, until):
             action = event.get("Action") or event.get("status") or ""
             if action == "start":
                 starts[cid] = starts.get(cid, 0) + 1
+                name = ((event.get("Actor") or {}).get("Attributes") or {}).get("name") or cid
+                start_events.append((event.get("timeNano", 0) / 1e9 or event.get("time") or 0, cid, name))
             elif action.startswith("health_status") and action.endswith("unhealthy"):
                 health_failures[cid] = health_failures.get(cid, 0) + 1
     except Exception:  # the event history is a bonus
-        return {}, health_failures
-    return starts, health_failures
+        return {}, health_failures, []
+    return starts, health_failures, start_events
+
+
+# audit actions that change what runs: drawn as deploy markers on the chart
+DEPLOY_ACTIONS = ("rollout", "flag_flip", "restore")
+
+
+def chart_markers(block, start_events, audit_events, until):
+    """The chart's markers over [block start, until]: ``deploy`` for each audited change of what runs (a rollout,
+    a flag flip, a restore), ``restart`` for each start of a container that was already there (one of the block's
+    start manifest, or one started before in the window); a container a deploy created starts once, not a restart.
+    """
+    since = block["started_at"]
+    known = {(c.get("id") or "")[:12] for c in block.get("manifest") or []}
+    markers = []
+    for ts, cid, name in start_events:
+        if cid in known and since <= ts <= until:
+            markers.append({"kind": "restart", "ts": ts, "label": name})
+        known.add(cid)
+    for event in audit_events:
+        ts = _epoch(event.get("ts"))
+        if event.get("action") in DEPLOY_ACTIONS and ts is not None and since <= ts <= until:
+            what = event.get("service") or event.get("flag") or event.get("backup") or ""
+            label = "%s %s (%s)" % (event.get("kind") or event["action"], what, event.get("result"))
+            markers.append({"kind": "deploy", "ts": ts, "label": label})
+    return sorted(markers, key=lambda m: m["ts"])
+
+
+def _epoch(text):
+    try:
+        return float(calendar.timegm(time.strptime(str(text)[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        return None
+
+
+def outages(up_series, step):
+    """Contiguous runs of ``capital_com_up`` below 1 as ``[{"start", "end"}]`` (each point covers one step)."""
+    runs, open_run = [], False
+    for ts, value in up_series:
+        if value >= 1:
+            open_run = False
+        elif open_run and ts - runs[-1]["end"] <= step * 0.5:
+            runs[-1]["end"] = ts + step
+        else:
+            runs.append({"start": ts, "end": ts + step})
+            open_run = True
+    return runs
 
 
 def container_changes(block, now_manifest, starts, health_failures):
@@ -143,7 +194,7 @@ def broker_health(candidates):
     return None
 
 
-def build(params, block, now, manifest_now, containers, zai_window, broker_textfile, prom):
+def build(params, block, now, manifest_now, containers, zai_window, broker_textfile, prom, markers=()):
     """The report of ``block`` closed at ``now``; ``_svg`` holds the chart (popped before report.json is written).
 
     ``params`` are paper_block's options (stack, the metric names, scrape_interval). Prometheus failing is
@@ -170,6 +221,8 @@ def build(params, block, now, manifest_now, containers, zai_window, broker_textf
         "zai_note": None,
         "broker_health": {"textfile": broker_textfile, "down_steps": None, "evaluated_steps": 0},
         "prometheus_error": None,
+        "markers": list(markers),
+        "grafana_url": params.get("grafana_url"),
         "generated_at": now,
     }
     try:
@@ -182,6 +235,8 @@ def build(params, block, now, manifest_now, containers, zai_window, broker_textf
         start,
         now,
         episodes=report["zai_episodes"],
+        markers=report["markers"],
+        broker_down=report["broker_health"].get("outages") or [],
         title="Paper block %s (%s) on %s: activity per minute" % (block["id"], block["status"], params["stack"]),
     )
     return report
@@ -213,4 +268,6 @@ def _activity(report, params, prom, start, end, duration, zai_window):
     up = prom.series_total("min(%s)" % params["broker_up_metric"], start, end, step)
     if up:
         down = [ts for ts, v in up if v < 1]
-        report["broker_health"].update(down_steps=len(down), evaluated_steps=len(up), down_seconds=len(down) * step)
+        report["broker_health"].update(
+            down_steps=len(down), evaluated_steps=len(up), down_seconds=len(down) * step, outages=outages(up, step)
+        )

@@ -23,7 +23,6 @@ import time
 from ansible_collections.tradeops.stack.plugins.module_utils import _rules
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     atomic_write_json,
-    caller_identity,
     iso,
     read_json,
 )
@@ -115,7 +114,7 @@ class ReleaseHistory:
             "strategy": strategy,
             "finished_at": None,
             "result": "pending",
-            "who": caller_identity(),
+            "who": self.state.identity(),
         }
         rel = self.by_hash(spec_hash)
         if rel is not None:

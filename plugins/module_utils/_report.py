@@ -19,6 +19,21 @@ import itertools
 
 COLOURS = {"ticks": "#1f77b4", "signals": "#ff7f0e", "trades": "#2ca02c"}
 TITLES = {"ticks": "ticks / min", "signals": "signals / min", "trades": "paper trades / min"}
+# events drawn across every panel: (stroke, dash, legend)
+MARKERS = {
+    "deploy": ("#333333", "", "deploy or rollback"),
+    "restart": ("#9467bd", "4,3", "container restart"),
+}
+ZAI_FILL, BROKER_FILL = "#d62728", "#7f7f7f"
+# time-axis steps: the smallest giving at most 8 ticks, each tick on a multiple of it (UTC)
+TICK_STEPS = (60, 300, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+# the dashboards a block report links to, for the block's time window
+DASHBOARDS = (
+    ("tradeops-market-data", "Market Data"),
+    ("tradeops-signal-engine", "Signal Engine"),
+    ("tradeops-paper-execution", "Paper Execution"),
+    ("tradeops-system-connectivity", "System & Connectivity"),
+)
 
 
 def _iso(ts):
@@ -63,15 +78,33 @@ def _nice_max(value):
     return float(10 ** (exp + 1))  # pragma: no cover
 
 
-def render_svg(series, start, end, episodes=(), title="", width=900, panel_height=120):
-    """One panel per series (``{"ticks": [(ts, value), ...], ...}``), a shared time axis and shaded ZAI episodes.
+def time_ticks(start, end, most=8):
+    """Round UTC times for the axis: every tick a multiple of one step, at most ``most`` of them."""
+    span = max(end - start, 1)
+    step = next((s for s in TICK_STEPS if span / s <= most), TICK_STEPS[-1] * math.ceil(span / (most * 86400.0)))
+    first = math.ceil(start / step) * step
+    return [first + i * step for i in range(int((end - first) // step) + 1)], step
 
-    A timestamp missing from a series is drawn as a gap (no data), never as zero.
+
+def _tick_label(ts, step, first):
+    """``HH:MM``; with the date at midnight and on the first tick (a block runs for days)."""
+    if first or step >= 86400 or ts % 86400 == 0:
+        return time.strftime("%m-%d %H:%M", time.gmtime(ts))
+    return time.strftime("%H:%M", time.gmtime(ts))
+
+
+def render_svg(series, start, end, episodes=(), title="", width=900, panel_height=120, markers=(), broker_down=()):
+    """One panel per series (``{"ticks": [(ts, value), ...], ...}``), a shared time axis on round UTC times,
+    shaded ZAI episodes and broker outages (``[{"start", "end"}]``), and ``markers`` (``[{"kind": "deploy" or
+    "restart", "ts", "label"}]``) drawn across every panel, with a legend above the panels.
+
+    A timestamp missing from a series is drawn as a gap (no data), never as zero. Panel labels sit above their
+    panel, clear of the data.
     """
     names = [n for n in ("ticks", "signals", "trades") if n in series] + sorted(
         n for n in series if n not in ("ticks", "signals", "trades")
     )
-    left, right, top = 70, 20, 40
+    left, right, top = 70, 20, 56
     gap = 30
     height = top + len(names) * (panel_height + gap) + 30
     span = max(end - start, 1e-9)
@@ -86,6 +119,7 @@ def render_svg(series, start, end, episodes=(), title="", width=900, panel_heigh
         '<rect width="100%" height="100%" fill="white"/>',
         '<text x="%d" y="20" font-size="14" font-weight="bold">%s</text>' % (left, escape(title)),
     ]
+    out += _legend(left, 36, bool(episodes), bool(broker_down), sorted({m["kind"] for m in markers}))
     for index, name in enumerate(names):
         y0 = top + index * (panel_height + gap)
         points = series.get(name) or []
@@ -99,9 +133,15 @@ def render_svg(series, start, end, episodes=(), title="", width=900, panel_heigh
                 '<rect class="zai" x="%.1f" y="%d" width="%.1f" height="%d" fill="#d62728" fill-opacity="0.15"/>'
                 % (ex0, y0, max(ex1 - ex0, 1.0), panel_height)
             )
+        for down in broker_down:
+            bx0, bx1 = x(down["start"]), x(down["end"] if down.get("end") is not None else end)
+            out.append(
+                '<rect class="broker-down" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" fill-opacity="0.25"/>'
+                % (bx0, y0, max(bx1 - bx0, 1.0), panel_height, BROKER_FILL)
+            )
         out.append(
-            '<text x="%d" y="%d" fill="%s">%s</text>'
-            % (left + 4, y0 + 12, COLOURS.get(name, "#333"), escape(TITLES.get(name, name)))
+            '<text class="panel-label" x="%d" y="%d" fill="%s">%s</text>'
+            % (left, y0 - 5, COLOURS.get(name, "#333"), escape(TITLES.get(name, name)))
         )
         out.append('<text x="%d" y="%d" text-anchor="end">%s</text>' % (left - 4, y0 + 10, _num(vmax)))
         out.append('<text x="%d" y="%d" text-anchor="end">0</text>' % (left - 4, y0 + panel_height))
@@ -129,13 +169,66 @@ def render_svg(series, start, end, episodes=(), title="", width=900, panel_heigh
                 '<polyline class="series-%s" fill="none" stroke="%s" stroke-width="1.5" points="%s"/>'
                 % (escape(name), COLOURS.get(name, "#333"), coords)
             )
-    axis_y = top + len(names) * (panel_height + gap) - gap + 14
-    for i in range(5):
-        ts = start + span * i / 4.0
-        anchor = "start" if i == 0 else ("end" if i == 4 else "middle")
-        out.append('<text x="%.1f" y="%d" text-anchor="%s">%s</text>' % (x(ts), axis_y, anchor, _iso(ts)))
+    bottom = top + len(names) * (panel_height + gap) - gap
+    for marker in sorted(markers, key=lambda m: m["ts"]):
+        if not start <= marker["ts"] <= end:
+            continue
+        stroke, dash, _words = MARKERS.get(marker["kind"], ("#333333", "1,2", marker["kind"]))
+        mx, dashed = x(marker["ts"]), ' stroke-dasharray="%s"' % dash if dash else ""
+        tip = escape("%s %s" % (_iso(marker["ts"]), marker.get("label", "")))
+        out.append(
+            '<line class="marker-%s" x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="1.2"%s>'
+            "<title>%s</title></line>" % (escape(marker["kind"]), mx, top, mx, bottom, stroke, dashed, tip)
+        )
+    ticks, step = time_ticks(start, end)
+    for i, ts in enumerate(ticks):
+        out.append(
+            '<line class="tick" x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#999"/>'
+            % (x(ts), bottom, x(ts), bottom + 4)
+        )
+        out.append(
+            '<text class="tick" x="%.1f" y="%d" text-anchor="middle">%s</text>'
+            % (x(ts), bottom + 16, _tick_label(ts, step, i == 0))
+        )
+    out.append('<text x="%d" y="%d" text-anchor="end" fill="#666">UTC</text>' % (width - right, bottom + 30))
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _legend(x0, y, zai, broker, kinds):
+    """Legend entries (swatch + words) for what the chart shades and marks, left to right."""
+    out, x = [], x0
+    entries = []
+    if zai:
+        entries.append(("rect", ZAI_FILL, "0.15", "", "zero-activity incident (no signals and no paper trades)"))
+    if broker:
+        entries.append(("rect", BROKER_FILL, "0.25", "", "broker down (capital_com_up 0)"))
+    for kind in kinds:
+        stroke, dash, words = MARKERS.get(kind, ("#333333", "1,2", kind))
+        entries.append(("line", stroke, "", dash, words))
+    for shape, colour, opacity, dash, words in entries:
+        if shape == "rect":
+            out.append(
+                '<rect class="legend" x="%d" y="%d" width="14" height="10" fill="%s" fill-opacity="%s"/>'
+                % (x, y - 9, colour, opacity)
+            )
+        else:
+            out.append(
+                '<line class="legend" x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="1.5"%s/>'
+                % (x + 7, y - 10, x + 7, y + 1, colour, ' stroke-dasharray="%s"' % dash if dash else "")
+            )
+        out.append('<text class="legend" x="%d" y="%d">%s</text>' % (x + 18, y, escape(words)))
+        x += 18 + 6 * len(words) + 16
+    return out
+
+
+def grafana_links(grafana_url, start, end):
+    """Markdown links to the stack's dashboards for [start, end] (Grafana takes epoch milliseconds)."""
+    if not grafana_url:
+        return []
+    base = grafana_url.rstrip("/")
+    window = "from=%d&to=%d" % (int(start * 1000), math.ceil(end * 1000))
+    return ["- [%s](%s/d/%s?%s)" % (title, base, uid, window) for uid, title in DASHBOARDS]
 
 
 def render_markdown(report):
@@ -165,10 +258,13 @@ def render_markdown(report):
     lines += ["| Metric | Total over the block |", "|---|---|"]
     for key, label in (("ticks", "Ticks"), ("signals", "Signals"), ("trades", "Paper trades")):
         lines.append("| %s | %s |" % (label, _num(totals.get(key))))
+    lines += ["", "![activity](report.svg)", ""]
+    links = grafana_links(
+        report.get("grafana_url"), b.get("started_at") or 0, b.get("ended_at") or report.get("generated_at") or 0
+    )
+    if links:
+        lines += ["Grafana, for the block's window:", "", *links, ""]
     lines += [
-        "",
-        "![activity](report.svg)",
-        "",
         "## Zero-activity incidents (window %s)" % human_duration(report["zai_window_seconds"]),
         "",
     ]

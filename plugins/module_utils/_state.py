@@ -47,6 +47,7 @@ SUBDIRS = ("releases", "manifests", "blocks", "reports", "metrics")
 STATE_ARG_SPEC = dict(
     stack=dict(type="str", required=True),
     state_root=dict(type="path", default=DEFAULT_STATE_ROOT),
+    operator=dict(type="str"),
 )
 
 # Labels every container the collection starts carries: a re-run recognises
@@ -178,9 +179,14 @@ def read_json(path, default=None):
         raise StateError("state file %s is not valid JSON (%s); inspect it before removing it" % (path, exc))
 
 
-def caller_identity():
-    """Who and from where, for the audit log. AWX sets the job's user in the environment."""
-    user = os.environ.get("AWX_USER") or os.environ.get("TRADEOPS_OPERATOR") or os.environ.get("SUDO_USER")
+def caller_identity(operator=None):
+    """Who and from where, for the audit log.
+
+    ``operator`` is the person the play runs for (the module option: the AWX launching user
+    or the controller's login, passed by the roles). Only without it does the managed host's
+    side decide (``sudo``'s user, else the login), which is the SSH user, not the person.
+    """
+    user = operator or os.environ.get("SUDO_USER")
     if not user:
         try:
             user = getpass.getuser()
@@ -192,16 +198,21 @@ def caller_identity():
 class StackState:
     """The state directory of one stack on this host."""
 
-    def __init__(self, stack, root=DEFAULT_STATE_ROOT):
+    def __init__(self, stack, root=DEFAULT_STATE_ROOT, operator=None):
         problem = _rules.name_problem("stack", stack)
         if problem:
             raise StateError("stack name %r is invalid: %s" % (stack, problem))
         self.stack = stack
         self.root = root
+        self.operator = operator
         self.path = os.path.join(root, stack)
 
     def sub(self, *parts):
         return os.path.join(self.path, *parts)
+
+    def identity(self):
+        """Who acts on this stack, and from which host: the ``user`` and ``host`` of every audit line."""
+        return caller_identity(self.operator)
 
     def ensure(self):
         """Create the directory tree (idempotent). metrics/ is world-readable for node-exporter."""
@@ -246,7 +257,7 @@ class StackState:
         """
         self.ensure()
         event = {"ts": iso(utcnow()), "stack": self.stack, "action": action, "result": result}
-        event.update(caller_identity())
+        event.update(self.identity())
         event.update(fields)
         line = (json.dumps(event, sort_keys=True, default=str) + "\n").encode("utf-8")
         path = self.sub("audit.log")

@@ -148,7 +148,7 @@ class LockManager:
     def __init__(self, module):
         self.module = module
         self.p = module.params
-        self.lock = DeployLock(StackState(self.p["stack"], self.p["state_root"]))
+        self.lock = DeployLock(StackState(self.p["stack"], self.p["state_root"], self.p["operator"]))
 
     def status(self):
         return dict(changed=False, lock=self.lock.status())

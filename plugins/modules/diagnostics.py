@@ -291,7 +291,7 @@ def main():
     now = time.time()
     try:
         since_ts = parse_since(params["since"], now)
-        state = StackState(params["stack"], params["state_root"])
+        state = StackState(params["stack"], params["state_root"], params["operator"])
         client = get_client(params)
     except (ValueError, StateError, DockerError) as exc:
         module.fail_json(msg=str(exc))

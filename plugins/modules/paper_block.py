@@ -68,10 +68,10 @@ options:
       - For O(state=completed), O(state=aborted) and O(state=status), defaults to the active block; when given it must
         name the active block (or an already closed block, which is then a no-op).
     type: str
-  operator:
+  grafana_url:
     description:
-      - Person responsible for the block. Defaults to the caller (E(AWX_USER), E(TRADEOPS_OPERATOR), E(SUDO_USER) or
-        the login name).
+      - Base URL of the stack's Grafana (for example V(http://127.0.0.1:3000)); the Markdown report then links the
+        collection's dashboards for the block's time window.
     type: str
   reason:
     description:
@@ -307,7 +307,6 @@ def main():
     argument_spec = dict(
         state=dict(type="str", choices=["started", "status", "completed", "aborted"], default="status"),
         id=dict(type="str"),
-        operator=dict(type="str"),
         reason=dict(type="str"),
         duration=dict(type="str", default="72h"),
         trading_mode=dict(type="str", default="paper"),
@@ -323,6 +322,7 @@ def main():
         scrape_interval=dict(type="float", default=15),
         write_metrics=dict(type="bool", default=True),
         lock_wait=dict(type="int", default=0),
+        grafana_url=dict(type="str"),
     )
     argument_spec.update(STATE_ARG_SPEC)
     argument_spec.update(DOCKER_ARG_SPEC)

@@ -249,7 +249,7 @@ class StateWriter:
         self.module = module
         self.p = module.params
         self.check = module.check_mode
-        self.state = StackState(self.p["stack"], self.p["state_root"])
+        self.state = StackState(self.p["stack"], self.p["state_root"], self.p["operator"])
         self.lock = DeployLock(self.state)
 
     # -- files --------------------------------------------------------------------------------

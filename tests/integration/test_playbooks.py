@@ -9,7 +9,6 @@ flip reaches the bot without a restart. Tests run in file order and share one st
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import re
@@ -67,8 +66,8 @@ class Stack:
             "tradeops_prometheus_url": "",
         }
 
-    def play(self, name: str, **extra):
-        return run_playbook(PLAYBOOKS / f"{name}.yml", extra_vars={**self.vars, **extra}, timeout=1800)
+    def play(self, name: str, env: dict[str, str] | None = None, **extra):
+        return run_playbook(PLAYBOOKS / f"{name}.yml", extra_vars={**self.vars, **extra}, env=env, timeout=1800)
 
     @property
     def home(self) -> Path:
@@ -155,10 +154,23 @@ def test_wrong_description_is_rejected_before_any_change(stack):
 
 def test_broken_bot_version_rolls_the_stack_back_and_fails(stack):
     before = stack.manifest()
-    run = stack.play("deploy", tradeops_bot_image=BROKEN, tradeops_deploy_reason="broken 1.1.0")
+    run = stack.play(
+        "deploy",
+        env={"ANSIBLE_SHOW_CUSTOM_STATS": "true"},
+        tradeops_bot_image=BROKEN,
+        tradeops_deploy_reason="broken 1.1.0",
+    )
     assert run.rc != 0, run.output[-4000:]
     assert "DEPLOY FAILED" in run.output
     assert "rolled back" in run.output
+    # one closing summary, told apart from a failed rollback, and the same outcome for an AWX workflow
+    assert run.output.count(f"DEPLOY FAILED, ROLLED BACK: {stack.name} on localhost") == 1, run.output[-4000:]
+    assert "ROLLBACK FAILED" not in run.output
+    said = " ".join(run.output.split())  # the YAML callback folds long lines
+    assert re.search(r"market_data: \S+ -> tradeops/bot:1\.1\.0 \(upgrade, \w+(, [\d.]+ s)?\): FAILED", said), said[
+        -3000:
+    ]
+    assert "outcome: failed, rolled back" in said, said[-2000:]
     running = stack.running()
     for svc in BOTS:
         assert running[svc]["image"] == image_id(GOOD), (svc, running[svc])
@@ -173,6 +185,9 @@ def test_rollback_to_a_named_manifest(stack):
     assert run.rc == 0, run.output[-4000:]
     newer = stack.manifest()
     assert newer["id"] != good["id"] and newer["known_good"] is True
+    said = " ".join(run.output.split())  # the YAML callback folds long lines
+    assert said.count(f"DEPLOY ok: {stack.name} on localhost in ") == 1, said[-4000:]
+    assert f"manifest {newer['id']} (known-good)" in said
     assert all(stack.running()[svc]["image"] == image_id(OLDER) for svc in BOTS)
     # known-good was recorded before the deploy let go of its lock (no run can commit in between)
     events = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()]
@@ -180,6 +195,9 @@ def test_rollback_to_a_named_manifest(stack):
     assert steps[-2:] == ["manifest_known_good", "lock_release"], steps
     run = stack.play("rollback", tradeops_rollback_manifest=good["id"])
     assert run.rc == 0, run.output[-4000:]
+    assert run.output.count(f"ROLLBACK ok: {stack.name} on localhost in ") == 1, run.output[-4000:]
+    said = " ".join(run.output.split())
+    assert re.search(r"signal_engine: tradeops/bot:1\.0\.0 -> \S+ \(rollback, ", said), said[-3000:]
     assert stack.manifest()["id"] == good["id"]
     assert {good["id"], newer["id"]} <= {r["id"] for r in stack.manifest("history")}
     running = stack.running()
@@ -190,7 +208,9 @@ def test_rollback_to_a_named_manifest(stack):
 def test_flag_flip_reaches_the_bot_without_a_restart(stack):
     started = stack.running()["paper_execution"]["started"]
     before = stack.manifest()
-    run = stack.play("flags", tradeops_flag="pause_new_orders", tradeops_flag_value="true")
+    lines_before = len((stack.home / "audit.log").read_text().splitlines())
+    # as AWX launches it: the launching user is the extra var awx_user_name, not the SSH user
+    run = stack.play("flags", tradeops_flag="pause_new_orders", tradeops_flag_value="true", awx_user_name="alice.awx")
     assert run.rc == 0, run.output[-4000:]
     flags = json.loads((stack.state / stack.name / "config" / "paper_execution" / "flags.json").read_text())
     assert flags == {"pause_new_orders": True}
@@ -211,8 +231,11 @@ def test_flag_flip_reaches_the_bot_without_a_restart(stack):
     assert stack.running()["paper_execution"]["started"] == started
     events = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()]
     flip = [e for e in events if e.get("action") == "flag_flip" and e.get("flag") == "pause_new_orders"][-1]
-    assert (flip["user"], flip["host"]) == (getpass.getuser(), socket.gethostname())  # the Docker host's side
-    assert flip["controller"].endswith("@" + socket.gethostname()), flip
+    assert (flip["user"], flip["host"]) == ("alice.awx", socket.gethostname())
+    assert flip["controller"].endswith("@" + socket.gethostname()), flip  # the controller's login, apart
+    this_run = [json.loads(line) for line in (stack.home / "audit.log").read_text().splitlines()[lines_before:]]
+    assert this_run and {e["user"] for e in this_run} == {"alice.awx"}, this_run  # lock, flip, manifest, unlock
+    assert flipped["created_by"].startswith("alice.awx@"), flipped
     run = stack.play("flags", tradeops_flag="pause_new_orders", tradeops_flag_value="false")
     assert run.rc == 0, run.output[-4000:]
 
@@ -259,8 +282,19 @@ def test_an_active_block_blocks_a_deploy(stack):
         )
         assert run.rc == 0, run.output[-4000:]
     finally:
-        run = stack.play("paper_block", tradeops_block_action="abort", tradeops_block_reason="integration test done")
+        run = stack.play(
+            "paper_block",
+            env={"ANSIBLE_SHOW_CUSTOM_STATS": "true"},
+            tradeops_block_action="abort",
+            tradeops_block_reason="integration test done",
+            tradeops_block_report_dest=str(stack.root / "reports"),
+        )
         assert run.rc == 0, run.output[-4000:]
+    # the report comes to the controller (what an AWX user gets), and to set_stats as an artifact
+    fetched = stack.root / "reports" / stack.name / "t-block-1" / "localhost"
+    assert sorted(p.name for p in fetched.iterdir()) == ["report.json", "report.md", "report.svg"], run.output[-3000:]
+    assert json.loads((fetched / "report.json").read_text())["block"]["id"] == "t-block-1"
+    assert "tradeops_block_report:" in run.output, run.output[-2000:]
 
 
 def test_restore_takes_the_dump_name_as_data_not_as_shell(stack):

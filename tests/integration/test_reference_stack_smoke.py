@@ -312,7 +312,10 @@ def test_every_container_is_hardened_and_reports_health(stack):
 
 
 def test_ticks_signals_and_paper_trades_flow(stack):
-    wait_for(lambda: stack.count("SELECT count(*) FROM paper_trades") >= 3, WAIT, "3 rows in paper_trades")
+    def trades():  # the bot creates the table when it first connects: until then there is nothing to count
+        return stack.sql("SELECT to_regclass('paper_trades')") and stack.count("SELECT count(*) FROM paper_trades")
+
+    wait_for(lambda: (trades() or 0) >= 3, WAIT, "3 rows in paper_trades")
     md = stack.metrics("market_data")
     for epic in ("BTCUSD", "OIL_CRUDE"):
         assert metric(md, "tradeops_ticks_total", epic=epic) > 0, epic

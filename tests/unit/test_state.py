@@ -91,6 +91,21 @@ def test_audit_lines_are_json_with_identity(state):
     assert event["service"] == "api" and event["result"] == "ok" and event["user"] and event["host"]
 
 
+def test_the_operator_option_is_the_user_of_every_audit_line_and_release(tmp_path, monkeypatch):
+    """AWX passes its launching user as awx_user_name; the roles hand it to every module as `operator`.
+    The managed host's side (SUDO_USER, the login) is the SSH user and decides only without it."""
+    monkeypatch.setenv("AWX_USER", "mallory")
+    monkeypatch.setenv("SUDO_USER", "deploy")
+    state = _state.StackState("s", str(tmp_path), operator="alice")
+    state.audit("rollout", "ok")
+    _state.DeployLock(state).acquire("deploy alice@bastion", "r", ttl=60)
+    assert {e["user"] for e in state.read_audit()} == {"alice"}
+    assert {e["host"] for e in state.read_audit()} == {socket.gethostname()}
+    anonymous = _state.StackState("s", str(tmp_path))
+    anonymous.audit("rollout", "ok")
+    assert anonymous.read_audit()[-1]["user"] == "deploy"
+
+
 # -- complete or absent: writes that hit a file size limit behave as on a full disk ----------------------------
 # RLIMIT_FSIZE makes the kernel cut a write short and then fail the rest with EFBIG, exactly what a full disk
 # does with ENOSPC; in a child process, so the limit (and SIGXFSZ, ignored) stays there.

@@ -16,7 +16,6 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     DeployLock,
     LockLost,
     StateError,
-    caller_identity,
     check_lock_ttl,
     machine_identity,
 )
@@ -43,7 +42,7 @@ class Lease:
         lock is stale, on remote hosts as well.
         """
         cfg = self.cfg
-        ident = caller_identity()
+        ident = self.state.identity()
         pid, host = os.getpid(), socket.gethostname()
         holder = cfg.get("holder") or "rollout %s %s@%s pid %s" % (self.service, ident["user"], host, pid)
         self.holder = holder

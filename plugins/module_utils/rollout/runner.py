@@ -48,7 +48,7 @@ class Runner:
         self.stack = params["stack"]
         self.service = params["service"]
         self.strategy_name = params["strategy"]
-        self.state = StackState(self.stack, params["state_root"])
+        self.state = StackState(self.stack, params["state_root"], params.get("operator"))
         self.history = ReleaseHistory(self.state, self.service).load()
         self.slots = Slots(self.stack, self.service)
         self.secrets_dir = default_secrets_dir(params)

@@ -11,6 +11,7 @@ from ansible_collections.tradeops.stack.plugins.filter.deploy import (
     flag_flip,
     release_manifest_body,
     rollback_target,
+    run_summary,
     verify_verdict,
 )
 
@@ -28,6 +29,7 @@ def test_every_filter_is_registered():
         "verify_verdict",
         "rollback_target",
         "flag_flip",
+        "run_summary",
     }
 
 
@@ -274,6 +276,11 @@ def test_verify_says_which_manifest_runs(order, healthy_stack, manifest, said):
     assert verdict(order, *healthy_stack, manifest=manifest)["lines"][1].endswith(said)
 
 
+def test_the_deploys_own_verify_does_not_call_its_new_manifest_not_known_good(order, healthy_stack):
+    line = verdict(order, *healthy_stack, manifest={"id": "m2"}, marks_known_good=True)["lines"][1]
+    assert line.endswith("(manifest m2, known-good once this verify passes)")
+
+
 def test_verify_fails_a_service_without_a_running_container(order, healthy_stack, make_container):
     containers, healthy = healthy_stack
     containers = [c for c in containers if c["Id"] != "c-redis"]
@@ -489,3 +496,81 @@ def test_flag_flip_before_and_after(defaults, overrides, value, before, after):
 def test_flag_flip_names_the_services_that_read_the_flag():
     assert flag_flip(FLAG_ORDER, "pause_new_orders", "true")["readers"] == ["bot"]
     assert flag_flip(FLAG_ORDER, "nobody_reads_me", "true")["readers"] == []
+
+
+# ------------------------------------------------------------------------------------------ run_summary
+ORDER = ["postgres", "bot", "api"]
+BEFORE = {"id": "m1", "services": {"bot": {"image": "bot:1.0"}, "api": {"image": "api:1.0"}}}
+
+
+def outcome(image, operation="upgrade", changed=True, failed=False, seconds=3.26, **extra):
+    return dict(image=image, operation=operation, changed=changed, failed=failed, strategy="start_first",
+                seconds=seconds, **extra)  # fmt: skip
+
+
+def test_a_successful_deploy_names_each_change_the_manifest_and_the_time():
+    outcomes = {"apply": {"postgres": outcome("pg:15", "noop", changed=False), "bot": outcome("bot:1.1")}}
+    summary = run_summary(outcomes, order=ORDER, before=BEFORE, manifest={"id": "m2", "known_good": True},
+                          seconds=41.6, stack="cdb", host="h1")  # fmt: skip
+    assert summary["lines"] == [
+        "DEPLOY ok: cdb on h1 in 42 s",
+        "  bot: bot:1.0 -> bot:1.1 (upgrade, start_first, 3.3 s): ok",
+        "  manifest m2 (known-good)",
+    ]
+    assert summary["stats"] == {"outcome": "ok", "kind": "deploy", "stack": "cdb", "host": "h1", "manifest": "m2",
+                                "known_good": True, "changed": ["bot"], "seconds": 41.6}  # fmt: skip
+
+
+def test_a_deploy_with_nothing_to_change_says_so():
+    summary = run_summary({"apply": {"bot": outcome("bot:1.0", "noop", changed=False)}}, order=ORDER,
+                          before=BEFORE, manifest={"id": "m1", "known_good": True}, stack="cdb", host="h1")  # fmt: skip
+    assert summary["outcome"] == "nothing to change"
+    assert summary["lines"][1] == "  no service changed" and summary["stats"]["changed"] == []
+
+
+def test_a_failed_deploy_that_went_back_cleanly_is_told_apart_from_one_whose_rollback_failed():
+    failure = "api unhealthy; last health checks: exit 1: refused; exit 1: refused; exit 1: refused"
+    clean = {"apply": {"bot": outcome("bot:1.1"), "api": outcome("api:2.0", failed=True)},
+             "revert": {"bot": outcome("bot:1.0", "rollback")}}  # fmt: skip
+    summary = run_summary(clean, order=ORDER, before=BEFORE, manifest=BEFORE, failure=failure, stack="cdb", host="h1")
+    assert (
+        summary["outcome"] == "failed, rolled back" and summary["lines"][0] == "DEPLOY FAILED, ROLLED BACK: cdb on h1"
+    )
+    assert "  bot: bot:1.0 -> bot:1.1 (upgrade, start_first, 3.3 s): ok, reverted" in summary["lines"]
+    assert "  api: api:1.0 -> api:2.0 (upgrade, start_first, 3.3 s): FAILED, rolled back" in summary["lines"]
+    assert summary["lines"][-1] == "  why: api unhealthy; last health checks: exit 1: refused (x3)"
+    assert "  manifest m1 (NOT known-good)" in summary["lines"]
+
+    broken = dict(clean, revert={"bot": outcome("bot:1.0", "rollback", failed=True, reason="bot-prev gone")})
+    summary = run_summary(broken, order=ORDER, before=BEFORE, failure=failure, stack="cdb", host="h1")
+    assert summary["outcome"] == "failed, rollback failed"
+    assert summary["lines"][0] == "DEPLOY FAILED, ROLLBACK FAILED: cdb on h1"
+    assert "revert FAILED: bot-prev gone" in summary["lines"][1]
+    auto = {"apply": {"api": outcome("api:2.0", failed=True, rollback_failed=True)}}
+    assert run_summary(auto, order=ORDER, failure="x")["stats"]["outcome"] == "failed, rollback failed"
+
+
+def test_a_rollout_that_failed_is_the_first_planned_change_not_applied():
+    """The failed rollout task records no outcome (the block jumps to its rescue): its result stands in."""
+    outcomes = {
+        "plan": {"postgres": {"operation": "noop"}, "bot": {"operation": "upgrade", "image": "bot:1.1"},
+                 "api": {"operation": "upgrade", "image": "api:2.0"}},
+        "apply": {"postgres": outcome("pg:15", "noop", changed=False)},
+    }  # fmt: skip
+    result = {"strategy": "exclusive", "operation": "upgrade", "rolled_back": True, "timings": {"total": 12.04}}
+    summary = run_summary(outcomes, order=ORDER, before=BEFORE, failure="bot unhealthy", failed_result=result)
+    assert summary["lines"][1] == "  bot: bot:1.0 -> bot:1.1 (upgrade, exclusive, 12.0 s): FAILED, rolled back"
+    assert summary["stats"]["changed"] == ["bot"] and summary["outcome"] == "failed, rolled back"
+    # a failure that is not a rollout's (a migration, the manifest) adds no service line
+    other = run_summary(outcomes, order=ORDER, failure="migration failed", failed_result={"rc": 1})
+    assert other["lines"][1] == "  no service changed"
+
+
+def test_a_rollback_summary_reads_the_rollback_phase():
+    outcomes = {"rollback": {"api": outcome("api:1.0", "rollback", seconds=None), "bot": outcome("bot:1.0", "noop",
+                changed=False)}}  # fmt: skip
+    after = {"services": {"api": {"image": "api:2.0"}}}
+    good = {"id": "m1", "known_good": True}
+    summary = run_summary(outcomes, kind="rollback", order=ORDER, before=after, manifest=good, stack="cdb", host="h1")
+    assert summary["lines"] == ["ROLLBACK ok: cdb on h1", "  api: api:2.0 -> api:1.0 (rollback, start_first): ok",
+                                "  manifest m1 (known-good)"]  # fmt: skip

@@ -85,6 +85,8 @@ def test_refusals(over, message):
         params(**over)
 
 
-def test_operator_defaults_to_the_caller(monkeypatch):
-    monkeypatch.setenv("AWX_USER", "bob")
-    assert params(operator=None).operator == "bob"
+def test_operator_is_the_option_and_only_without_it_the_host_side_user(monkeypatch):
+    monkeypatch.setenv("AWX_USER", "mallory")  # AWX never sets it: the environment does not decide
+    monkeypatch.setenv("SUDO_USER", "deploy")
+    assert params(operator="alice").operator == "alice"
+    assert params(operator=None).operator == "deploy"

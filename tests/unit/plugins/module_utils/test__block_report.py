@@ -66,17 +66,46 @@ def test_manifest_changes_report_identity_only():
 def test_engine_events_count_starts_and_health_failures_of_the_stack():
     docker = FakeDocker(
         [
-            {"id": "aaaaaaaaaaaa1234", "Action": "start"},
-            {"Actor": {"ID": "aaaaaaaaaaaa1234"}, "status": "start"},
+            {"id": "aaaaaaaaaaaa1234", "Action": "start", "time": 11, "Actor": {"Attributes": {"name": "cdb-a"}}},
+            {"Actor": {"ID": "aaaaaaaaaaaa1234"}, "status": "start", "timeNano": 12_500_000_000},
             {"id": "bbbbbbbbbbbb", "Action": "health_status: unhealthy"},
             {"id": "bbbbbbbbbbbb", "Action": "health_status: healthy"},
         ]
     )
-    starts, failures = _block_report.engine_events(docker, "cdb", 10.2, 20.1)
+    starts, failures, start_events = _block_report.engine_events(docker, "cdb", 10.2, 20.1)
     assert starts == {"aaaaaaaaaaaa": 2} and failures == {"bbbbbbbbbbbb": 1}
+    assert start_events == [(11, "aaaaaaaaaaaa", "cdb-a"), (12.5, "aaaaaaaaaaaa", "aaaaaaaaaaaa")]
     assert docker.kwargs["since"] == 10 and docker.kwargs["until"] == 21
     assert docker.kwargs["filters"] == {"type": "container", "label": "tradeops.stack=cdb"}
-    assert _block_report.engine_events(FakeDocker(error=RuntimeError("no events")), "cdb", 0, 1) == ({}, {})
+    assert _block_report.engine_events(FakeDocker(error=RuntimeError("no events")), "cdb", 0, 1) == ({}, {}, [])
+
+
+def test_chart_markers_are_restarts_of_existing_containers_and_audited_deploys():
+    block = {"started_at": 1000.0, "manifest": [{"name": "cdb-redis", "id": "aaaaaaaaaaaa1234"}]}
+    starts = [
+        (1100.0, "aaaaaaaaaaaa", "cdb-redis"),  # there at the start: a restart
+        (1200.0, "cccccccccccc", "cdb-bot-green"),  # created by a deploy: not a restart
+        (1300.0, "cccccccccccc", "cdb-bot-green"),  # but its second start is
+    ]
+    audit = [
+        {"ts": "1970-01-01T00:20:00Z", "action": "rollout", "kind": "upgrade", "service": "bot", "result": "ok"},
+        {"ts": "1970-01-01T00:21:00Z", "action": "lock_acquire", "result": "ok"},  # not a change of what runs
+        {"ts": "1970-01-01T00:10:00Z", "action": "rollout", "kind": "create", "service": "old", "result": "ok"},
+        {"ts": "garbage", "action": "flag_flip", "flag": "x", "result": "ok"},
+    ]
+    assert _block_report.chart_markers(block, starts, audit, until=2000.0) == [
+        {"kind": "restart", "ts": 1100.0, "label": "cdb-redis"},
+        {"kind": "deploy", "ts": 1200.0, "label": "upgrade bot (ok)"},
+        {"kind": "restart", "ts": 1300.0, "label": "cdb-bot-green"},
+    ]
+    assert _block_report.chart_markers(block, starts, audit, until=1150.0) == [
+        {"kind": "restart", "ts": 1100.0, "label": "cdb-redis"}
+    ]
+
+
+def test_outages_merge_consecutive_down_steps():
+    up = [(0, 1), (10, 0), (20, 0), (30, 1), (40, 0)]
+    assert _block_report.outages(up, 10) == [{"start": 10, "end": 30}, {"start": 40, "end": 50}]
 
 
 def test_container_changes_flag_restarts_replacements_new_and_missing():
