@@ -443,9 +443,11 @@ def run_summary(
         pending = [n for n in names if n not in done and (planned.get(n) or {}).get("operation", "noop") != "noop"]
         if pending:
             plan = planned[pending[0]]
+            # the description's image is the one tried (a plan outcome names the running release's image)
+            wanted = [svc for svc in _plain(order) or [] if isinstance(svc, dict) and svc.get("name") == pending[0]]
             done = dict(done)
             done[pending[0]] = {
-                "image": plan.get("image"),
+                "image": (wanted[0].get("image") if wanted else None) or plan.get("image"),
                 "operation": failed_result.get("operation") or plan.get("operation"),
                 "strategy": failed_result.get("strategy"),
                 "changed": True,

@@ -558,6 +558,9 @@ def test_a_rollout_that_failed_is_the_first_planned_change_not_applied():
         "apply": {"postgres": outcome("pg:15", "noop", changed=False)},
     }  # fmt: skip
     result = {"strategy": "exclusive", "operation": "upgrade", "rolled_back": True, "timings": {"total": 12.04}}
+    order = [{"name": "postgres"}, {"name": "bot", "image": "bot:1.2"}, {"name": "api"}]
+    summary = run_summary(outcomes, order=order, before=BEFORE, failure="bot unhealthy", failed_result=result)
+    assert summary["lines"][1] == "  bot: bot:1.0 -> bot:1.2 (upgrade, exclusive, 12.0 s): FAILED, rolled back"
     summary = run_summary(outcomes, order=ORDER, before=BEFORE, failure="bot unhealthy", failed_result=result)
     assert summary["lines"][1] == "  bot: bot:1.0 -> bot:1.1 (upgrade, exclusive, 12.0 s): FAILED, rolled back"
     assert summary["stats"]["changed"] == ["bot"] and summary["outcome"] == "failed, rolled back"
