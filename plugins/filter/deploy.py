@@ -386,9 +386,6 @@ def flag_flip(order, name, value, defaults=None, overrides=None):
 
 
 # --------------------------------------------------------------------------------------- run summary
-OUTCOMES = ("ok", "nothing to change", "failed, rolled back", "failed, rollback failed")
-
-
 def _dedupe_clauses(text):
     """``a; last health checks: b; b; b`` -> ``a; last health checks: b (x3)``: a gate's health log
     repeats the same probe line (the label in front of the first one does not make it different)."""
@@ -434,7 +431,8 @@ def run_summary(
     known_good = bool(manifest.get("known_good")) or any(
         record.get("id") == manifest.get("id") and record.get("known_good") for record in _plain(history) or []
     )
-    names = _names(_plain(order))
+    order = _plain(order) or []
+    names = _names(order)
     done = outcomes.get("rollback" if kind == "rollback" else "apply") or {}
     reverted = outcomes.get("revert") or {}
     failed_result = _plain(failed_result) or {}
@@ -444,7 +442,7 @@ def run_summary(
         if pending:
             plan = planned[pending[0]]
             # the description's image is the one tried (a plan outcome names the running release's image)
-            wanted = [svc for svc in _plain(order) or [] if isinstance(svc, dict) and svc.get("name") == pending[0]]
+            wanted = [svc for svc in order if isinstance(svc, dict) and svc.get("name") == pending[0]]
             done = dict(done)
             done[pending[0]] = {
                 "image": (wanted[0].get("image") if wanted else None) or plan.get("image"),

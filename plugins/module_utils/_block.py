@@ -86,7 +86,6 @@ class PaperBlock:
         self.options = options
         self.module_params = options.module_params
         self.check = module.check_mode
-        self.start_events = []  # (time, id, name) of each container start in the window, for the chart
         self.stack_state = StackState(
             self.module_params["stack"], self.module_params["state_root"], self.module_params["operator"]
         )
@@ -157,11 +156,12 @@ class PaperBlock:
         return stack_manifest(self.docker, self.module_params["stack"])
 
     def containers(self, block, manifest, until):
-        """Per container, restarts and health since ``block`` started (``_block_report.container_changes``)."""
-        starts, health_failures, self.start_events = _block_report.engine_events(
+        """Per container, restarts and health since ``block`` started (``_block_report.container_changes``), and
+        each container start in the window as ``(time, id, name)`` (the chart's restarts)."""
+        starts, health_failures, start_events = _block_report.engine_events(
             self.docker, self.module_params["stack"], block["started_at"], until
         )
-        return _block_report.container_changes(block, manifest, starts, health_failures)
+        return _block_report.container_changes(block, manifest, starts, health_failures), start_events
 
     def activity(self, seconds, at=None):
         """Counts of ticks, signals and trades over the last ``seconds`` (None and ``no data`` when Prometheus has
@@ -337,7 +337,7 @@ class PaperBlock:
         now = utcnow()
         elapsed = now - block["started_at"]
         manifest = self.manifest()
-        containers = self.containers(block, manifest, now)
+        containers, _starts = self.containers(block, manifest, now)
         window = self.activity(self.options.zai_window)
         since = self.activity(max(elapsed, 1))
         zai, reason = _zai.verdict(elapsed, window, self.options.zai_window)
@@ -447,9 +447,9 @@ class PaperBlock:
         if final == "aborted" or self.options.reason:
             closed["close_reason"] = self.options.reason
         manifest = self.manifest()
-        containers = self.containers(closed, manifest, now)
+        containers, start_events = self.containers(closed, manifest, now)
         # the last audit lines are enough: a block lasts days, the log keeps months
-        markers = _block_report.chart_markers(closed, self.start_events, self.stack_state.read_audit(limit=5000), now)
+        markers = _block_report.chart_markers(closed, start_events, self.stack_state.read_audit(limit=5000), now)
         report = _block_report.build(
             self.module_params,
             closed,

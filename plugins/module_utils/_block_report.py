@@ -12,12 +12,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import calendar
 import math
 import os
-import time
 
-from ansible_collections.tradeops.stack.plugins.module_utils import _textfile, _zai
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules, _textfile, _zai
 from ansible_collections.tradeops.stack.plugins.module_utils._prometheus import PrometheusError
 from ansible_collections.tradeops.stack.plugins.module_utils._report import render_svg
 from ansible_collections.tradeops.stack.plugins.module_utils._state import LABEL_STACK
@@ -97,19 +95,12 @@ def chart_markers(block, start_events, audit_events, until):
             markers.append({"kind": "restart", "ts": ts, "label": name})
         known.add(cid)
     for event in audit_events:
-        ts = _epoch(event.get("ts"))
+        ts = _rules.from_iso(event.get("ts"))
         if event.get("action") in DEPLOY_ACTIONS and ts is not None and since <= ts <= until:
             what = event.get("service") or event.get("flag") or event.get("backup") or ""
             label = "%s %s (%s)" % (event.get("kind") or event["action"], what, event.get("result"))
             markers.append({"kind": "deploy", "ts": ts, "label": label})
     return sorted(markers, key=lambda m: m["ts"])
-
-
-def _epoch(text):
-    try:
-        return float(calendar.timegm(time.strptime(str(text)[:19], "%Y-%m-%dT%H:%M:%S")))
-    except ValueError:
-        return None
 
 
 def outages(up_series, step):

@@ -130,8 +130,8 @@ def render_svg(series, start, end, episodes=(), title="", width=900, panel_heigh
         for ep in episodes:
             ex0, ex1 = x(ep["start"]), x(ep["end"] if ep.get("end") is not None else end)
             out.append(
-                '<rect class="zai" x="%.1f" y="%d" width="%.1f" height="%d" fill="#d62728" fill-opacity="0.15"/>'
-                % (ex0, y0, max(ex1 - ex0, 1.0), panel_height)
+                '<rect class="zai" x="%.1f" y="%d" width="%.1f" height="%d" fill="%s" fill-opacity="0.15"/>'
+                % (ex0, y0, max(ex1 - ex0, 1.0), panel_height, ZAI_FILL)
             )
         for down in broker_down:
             bx0, bx1 = x(down["start"]), x(down["end"] if down.get("end") is not None else end)
@@ -173,8 +173,8 @@ def render_svg(series, start, end, episodes=(), title="", width=900, panel_heigh
     for marker in sorted(markers, key=lambda m: m["ts"]):
         if not start <= marker["ts"] <= end:
             continue
-        stroke, dash, _words = MARKERS.get(marker["kind"], ("#333333", "1,2", marker["kind"]))
-        mx, dashed = x(marker["ts"]), ' stroke-dasharray="%s"' % dash if dash else ""
+        stroke, dashed, _words = _marker_style(marker["kind"])
+        mx = x(marker["ts"])
         tip = escape("%s %s" % (_iso(marker["ts"]), marker.get("label", "")))
         out.append(
             '<line class="marker-%s" x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s" stroke-width="1.2"%s>'
@@ -195,6 +195,12 @@ def render_svg(series, start, end, episodes=(), title="", width=900, panel_heigh
     return "\n".join(out) + "\n"
 
 
+def _marker_style(kind):
+    """(stroke, the dash attribute or "", legend words) of a marker kind; an unknown kind is dotted."""
+    stroke, dash, words = MARKERS.get(kind, ("#333333", "1,2", kind))
+    return stroke, ' stroke-dasharray="%s"' % dash if dash else "", words
+
+
 def _legend(x0, y, zai, broker, kinds):
     """Legend entries (swatch + words) for what the chart shades and marks, left to right."""
     out, x = [], x0
@@ -204,9 +210,9 @@ def _legend(x0, y, zai, broker, kinds):
     if broker:
         entries.append(("rect", BROKER_FILL, "0.25", "", "broker down (capital_com_up 0)"))
     for kind in kinds:
-        stroke, dash, words = MARKERS.get(kind, ("#333333", "1,2", kind))
-        entries.append(("line", stroke, "", dash, words))
-    for shape, colour, opacity, dash, words in entries:
+        stroke, dashed, words = _marker_style(kind)
+        entries.append(("line", stroke, "", dashed, words))
+    for shape, colour, opacity, dashed, words in entries:
         if shape == "rect":
             out.append(
                 '<rect class="legend" x="%d" y="%d" width="14" height="10" fill="%s" fill-opacity="%s"/>'
@@ -215,7 +221,7 @@ def _legend(x0, y, zai, broker, kinds):
         else:
             out.append(
                 '<line class="legend" x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="1.5"%s/>'
-                % (x + 7, y - 10, x + 7, y + 1, colour, ' stroke-dasharray="%s"' % dash if dash else "")
+                % (x + 7, y - 10, x + 7, y + 1, colour, dashed)
             )
         out.append('<text class="legend" x="%d" y="%d">%s</text>' % (x + 18, y, escape(words)))
         x += 18 + 6 * len(words) + 16

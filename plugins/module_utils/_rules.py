@@ -233,13 +233,22 @@ def parse_since(value, now, option="since"):
     except RuleError as exc:
         if "out of range" in str(exc):
             raise
-    try:
-        return float(calendar.timegm(time.strptime(str(text).rstrip("Z"), "%Y-%m-%dT%H:%M:%S")))
-    except ValueError:
+    when = from_iso(text)
+    if when is None:
         raise RuleError(
             "%s %r is not a duration like 30m, 6h or 2d (at most %s), nor an ISO 8601 UTC time like "
             "2026-11-23T08:00:00Z" % (option, value, human_seconds(MAX_LOOKBACK))
         )
+    return when
+
+
+def from_iso(text):
+    """Epoch seconds of an ISO 8601 UTC time like ``2026-11-23T08:00:00Z`` (what ``_state.iso`` writes, the audit
+    log's ``ts``), or None when ``text`` is not one."""
+    try:
+        return float(calendar.timegm(time.strptime(str(text).rstrip("Z"), "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        return None
 
 
 def human_seconds(seconds):
