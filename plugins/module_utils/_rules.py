@@ -275,6 +275,9 @@ LOCK_FIELDS = {
     "owner_pid": ((int, type(None)), False),
     "owner_host": ((str, type(None)), False),
     "owner_machine": ((str, type(None)), False),
+    "worker_pid": ((int, type(None)), False),
+    "worker_host": ((str, type(None)), False),
+    "worker_machine": ((str, type(None)), False),
 }
 
 

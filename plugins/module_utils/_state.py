@@ -399,9 +399,11 @@ class DeployLock:
 
     A lock is *stale* when its TTL has passed, or when it records an owner process on this very machine
     (same boot id and pid namespace, see machine_identity) that no longer exists (a killed
-    ansible-playbook). A lock without a recorded machine (older versions) is stale by TTL only: its pid may
-    belong to a live process elsewhere. A stale lock is reported, never silently stolen: the caller must
-    pass ``take_over_stale=True``, and the take-over is audited. A holder extends its lease with renew().
+    ansible-playbook), unless the *worker* it records (a rollout module working under the play's lock,
+    possibly an async job that outlives its controller) still runs there. A lock without a recorded
+    machine (older versions) is stale by TTL only: its pid may belong to a live process elsewhere. A
+    stale lock is reported, never silently stolen: the caller must pass ``take_over_stale=True``, and the
+    take-over is audited. A holder extends its lease with renew().
     """
 
     def __init__(self, state):
@@ -423,10 +425,17 @@ class DeployLock:
         now = utcnow() if now is None else now
         if lock.get("expires_at") is not None and now >= lock["expires_at"]:
             return "TTL expired at %s" % iso(lock["expires_at"])
-        pid, machine = lock.get("owner_pid"), lock.get("owner_machine")
         here = machine_identity() if here is None else here
-        if pid and machine and machine == here and not pid_alive(pid):
-            return "owner process %s on %s is gone" % (pid, lock.get("owner_host") or machine)
+
+        def gone(role):
+            pid, machine = lock.get(role + "_pid"), lock.get(role + "_machine")
+            return bool(pid and machine and machine == here and not pid_alive(pid))
+
+        if gone("owner") and (not lock.get("worker_pid") or gone("worker")):
+            return "owner process %s on %s is gone" % (
+                lock["owner_pid"],
+                lock.get("owner_host") or lock["owner_machine"],
+            )
         return None
 
     def status(self):
@@ -491,9 +500,11 @@ class DeployLock:
                     return lock, not current or bool(taken_over), taken_over
             time.sleep(poll)
 
-    def renew(self, holder, ttl=None):
+    def renew(self, holder, ttl=None, worker=_MISSING):
         """Extend the lease of ``holder``'s lock by ``ttl`` (default: the TTL it was taken with) from now.
 
+        ``worker``: ``(pid, host, machine)`` of the process now working under the lock (None: no one), which
+        keeps it live while its owner is gone; left as recorded when not given.
         Raises StateError naming the holder when the lock is free or held by someone else (taken over
         while ``holder`` still worked): the caller must stop, it no longer runs under the lock.
         """
@@ -513,6 +524,9 @@ class DeployLock:
                 )
             ttl = check_lock_ttl(ttl or current.get("ttl") or 0)
             lock = dict(current, expires_at=utcnow() + ttl)
+            if worker is not _MISSING:
+                pid, host, machine = worker or (None, None, None)
+                lock.update(worker_pid=pid, worker_host=host, worker_machine=machine)
             atomic_write_json(self.file, lock)  # no audit line: a renewal is not an action, the acquire was
             return lock
 
@@ -573,4 +587,6 @@ class DeployLock:
                 )
                 % stale
             )
+        if lock.get("worker_pid"):
+            msg += "; rollout process %s on %s is working under it" % (lock["worker_pid"], lock.get("worker_host"))
         return msg + "; it expires at %s. Wait for it (lock wait) or ask the holder." % iso(lock.get("expires_at"))

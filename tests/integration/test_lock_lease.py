@@ -4,6 +4,8 @@ lock was taken over while it ran fails naming the new holder, on the real engine
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -117,3 +119,44 @@ def test_a_rollout_whose_lock_is_taken_over_fails_naming_the_new_holder(stack, a
     assert res["restored_release"] == first["release"]
     assert lock.read()["holder"] == "intruder"  # the rollout never releases the lock it no longer holds
     lock.release("intruder")
+
+
+def test_a_play_lock_whose_controller_died_stays_live_while_its_rollout_works(stack, app_images):
+    """An async rollout job outlives its killed controller: the play's lock is not stale (nobody may take it
+    over) until the job has finished; then it is, and the job is no longer recorded as its worker."""
+    lock = DeployLock(StackState(stack.name, str(stack.root)))
+    assert not rollout(stack.args("app", image=app_images["1"], strategy="exclusive")).get("failed")
+    controller = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(6)"])
+    lock.acquire("play-gone", "worker test", ttl=20, owner_pid=controller.pid, owner_machine=machine_identity())
+    seen, stop = [], threading.Event()
+
+    def observe():
+        while not stop.is_set():
+            status = lock.status()
+            seen.append((time.monotonic(), controller.poll() is not None, status.get("worker_pid"), status["stale"]))
+            time.sleep(0.2)
+
+    observer = threading.Thread(target=observe, daemon=True)
+    observer.start()
+    try:
+        res = rollout(
+            stack.args(
+                "app",
+                image=app_images["2"],
+                strategy="exclusive",
+                health={"timeout": 60, "monitor": 15},
+                lock={"holder": "play-gone", "ttl": 20},
+            )
+        )
+    finally:
+        stop.set()
+        observer.join()
+        controller.wait()
+    assert not res.get("failed") and res["changed"], res.get("msg")
+    orphaned = [s for s in seen if s[1] and s[2]]  # controller gone, the rollout still working
+    assert len(orphaned) > 5, "the controller outlived the rollout: the test proves nothing"
+    assert not [s for s in orphaned if s[3]], "the lock looked stale while its rollout worked"
+    after = lock.status()
+    assert after["holder"] == "play-gone" and after["worker_pid"] is None
+    assert after["stale"] and "owner process %d" % controller.pid in after["stale_reason"]
+    lock.release("play-gone")

@@ -219,6 +219,24 @@ def test_a_dead_pid_makes_a_lock_stale_only_on_the_machine_it_was_recorded_on(st
     assert lock.staleness(dict(record, owner_pid=os.getpid(), owner_machine=here)) is None
 
 
+def test_a_live_worker_keeps_a_lock_whose_owner_is_gone_until_it_finishes(state):
+    # an async rollout job outliving its killed controller: the play's lock is live while the job works
+    lock = _state.DeployLock(state)
+    here = _state.machine_identity()
+    lock.acquire("play", "deploy", ttl=600, owner_pid=dead_pid(), owner_host="ctl1", owner_machine=here)
+    assert "owner process" in lock.status()["stale_reason"]
+    working = lock.renew("play", worker=(os.getpid(), "docker1", here))
+    assert (working["worker_pid"], working["worker_host"]) == (os.getpid(), "docker1")
+    assert lock.status()["stale"] is False
+    with pytest.raises(_state.StateError, match=r"rollout process %d on docker1 is working under it" % os.getpid()):
+        lock.acquire("next-run", "deploy", ttl=60, take_over_stale=True)
+    assert lock.renew("play")["worker_pid"] == os.getpid()  # a plain renewal keeps the worker
+    # the worker gone too (killed), or finished (cleared): stale again
+    assert "owner process" in lock.staleness(dict(working, worker_pid=dead_pid()))
+    assert lock.renew("play", worker=None)["worker_pid"] is None
+    assert "owner process" in lock.status()["stale_reason"]
+
+
 def test_a_lock_without_a_machine_is_stale_by_ttl_only(state):
     lock = _state.DeployLock(state)
     # written by an older version: owner_host equal to ours, owner process gone, no machine identity

@@ -2,7 +2,10 @@
 # Copyright: tradeops.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The deploy lock a rollout runs under: the play's (when ``lock.holder`` holds it) or its own, owned by the
-module's process; its lease is renewed every third of its TTL while the rollout waits."""
+module's process; its lease is renewed every third of its TTL while the rollout waits.
+
+Under the play's lock the module records itself as the lock's worker: a rollout started as an async job
+whose controller was killed keeps the lock live until it has finished (or rolled back)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -33,6 +36,7 @@ class Lease:
         self.holder = None
         self.ttl = check_lock_ttl(self.cfg.get("ttl") or 900, "lock.ttl")
         self.renew_at = None  # time.monotonic() of the next lease renewal, None: no lock to renew
+        self.worker = False  # recorded as the worker of the play's lock
 
     def acquire(self):
         """Run under the play's lock when lock.holder holds it; else take it, owned by this module process.
@@ -51,6 +55,11 @@ class Lease:
         if current and current.get("holder") == holder and not lock.staleness(current):
             # the play holds the lock for all of its rollouts; renewed at the TTL it was taken with
             self.ttl = current.get("ttl") or self.ttl
+            try:
+                lock.renew(holder, ttl=self.ttl, worker=(pid, host, machine_identity()))
+            except LockLost as exc:
+                raise RolloutFailed("deploy lock lost before rolling out %s: %s" % (self.service, exc), stage="lock")
+            self.worker = True
         else:
             lock.acquire(
                 holder,
@@ -89,6 +98,14 @@ class Lease:
 
     def release(self):
         self.renew_at = None
+        if self.worker:  # the play's lock stays; this process no longer works under it
+            self.worker = False
+            try:
+                DeployLock(self.state).renew(self.holder, ttl=self.ttl, worker=None)
+            except LockLost:
+                pass  # taken over or released meanwhile (keep() reported it): nothing of ours is left in it
+            except StateError as exc:
+                self.warn("could not clear this rollout from the deploy lock: %s" % exc)
         if self.own:
             try:
                 DeployLock(self.state).release(self.holder)
