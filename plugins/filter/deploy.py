@@ -9,7 +9,6 @@ The role's task files run the steps; what each step acts on is decided here:
   pre-deploy backup is taken, which migrations run and when, the revert order, the plan line.
 - ``deploy_revert``: after a failed deploy, which services go back (reverse dependency order)
   to which release, and which were created by the run (nothing to go back to).
-- ``deploy_failure_message``: the DEPLOY FAILED message from the above and the revert outcomes.
 - ``release_manifest_body``: the body of a stack release manifest (flags, order, each
   service's release); the deploy and the flag flip both build it here.
 - ``verify_verdict``: the verify summary (lines, problems, ok) from what verify read.
@@ -120,36 +119,6 @@ def deploy_revert(applied, order):
         "releases": {svc["name"]: applied[svc["name"]]["previous_release"] for svc in services},
         "created": created,
     }
-
-
-def deploy_failure_message(revert, reverted=None, host="", task="?", failure="", failed_result=None, audit_log=""):
-    """The DEPLOY FAILED message: where it failed, what went back (with each revert's result), what stayed."""
-    revert = _plain(revert) or {}
-    reverted = _plain(reverted) or {}
-    failed_result = _plain(failed_result) or {}
-    parts = ['DEPLOY FAILED on %s at "%s": %s.' % (host, task, failure)]
-    services = revert.get("services") or []
-    if services:
-        items = []
-        for svc in services:
-            outcome = reverted.get(svc["name"]) or {}
-            result = ("FAILED: %s" % outcome.get("reason")) if outcome.get("failed") else "ok"
-            items.append("%s -> %s (%s)" % (svc["name"], revert["releases"][svc["name"]], result))
-        parts.append("Rolled back in reverse order: %s." % ", ".join(items))
-    else:
-        parts.append("No existing service had been changed by this run.")
-    if revert.get("created"):
-        parts.append(
-            "New services created by this run and left running (nothing to go back to): %s."
-            % ", ".join(revert["created"])
-        )
-    if failed_result.get("rolled_back"):
-        parts.append(
-            "The failing service was rolled back automatically to %s."
-            % failed_result.get("restored_release", "its previous release")
-        )
-    parts.append("The stack is on its previous release; see %s." % audit_log)
-    return " ".join(parts)
 
 
 # ------------------------------------------------------------------------------------ release manifest
@@ -413,17 +382,18 @@ def run_summary(
     history=None,
     seconds=None,
     failure="",
-    failed_result=None,
+    created=None,
+    audit_log="",
     stack="",
     host="",
 ):
     """The closing summary of a deploy or a rollback, and what ``set_stats`` hands to an AWX workflow.
 
     ``outcomes`` is ``_stack_outcomes`` (phases ``apply`` and ``revert`` for a deploy, ``rollback`` for a
-    rollback); ``before`` the manifest current when the run started, ``manifest`` the one current at the
-    end, known-good when it or its record in ``history`` says so; ``failure`` the run's failure message
-    (empty: it succeeded), ``failed_result`` the failed task's result: a rollout that failed records no
-    outcome, so a rollout's result (it has a ``strategy``) stands for the first planned change not applied.
+    rollback), a failed rollout's outcome included; ``before`` the manifest current when the run started,
+    ``manifest`` the one current at the end, known-good when it or its record in ``history`` says so;
+    ``failure`` the run's failure message (empty: it succeeded), printed here and nowhere else; ``created``
+    the services a failed deploy created and left running (nothing to go back to).
     """
     outcomes = _plain(outcomes) or {}
     before = (_plain(before) or {}).get("services") or {}
@@ -431,28 +401,9 @@ def run_summary(
     known_good = bool(manifest.get("known_good")) or any(
         record.get("id") == manifest.get("id") and record.get("known_good") for record in _plain(history) or []
     )
-    order = _plain(order) or []
-    names = _names(order)
+    names = _names(_plain(order) or [])
     done = outcomes.get("rollback" if kind == "rollback" else "apply") or {}
     reverted = outcomes.get("revert") or {}
-    failed_result = _plain(failed_result) or {}
-    if failure and kind == "deploy" and "strategy" in failed_result:
-        planned = outcomes.get("plan") or {}
-        pending = [n for n in names if n not in done and (planned.get(n) or {}).get("operation", "noop") != "noop"]
-        if pending:
-            plan = planned[pending[0]]
-            # the description's image is the one tried (a plan outcome names the running release's image)
-            wanted = [svc for svc in order if isinstance(svc, dict) and svc.get("name") == pending[0]]
-            done = dict(done)
-            done[pending[0]] = {
-                "image": (wanted[0].get("image") if wanted else None) or plan.get("image"),
-                "operation": failed_result.get("operation") or plan.get("operation"),
-                "strategy": failed_result.get("strategy"),
-                "changed": True,
-                "failed": True,
-                "rollback_failed": bool(failed_result.get("rollback_failed")),
-                "seconds": (failed_result.get("timings") or {}).get("total"),
-            }
     rows, changed = [], []
     for name in names + sorted(n for n in done if n not in names):
         outcome = done.get(name)
@@ -477,6 +428,8 @@ def run_summary(
     )
     if not failure:
         outcome = "ok" if changed or kind == "rollback" else "nothing to change"
+    elif kind == "rollback":
+        outcome = "failed"  # what was rolled back and what not is in the rows
     else:
         outcome = "failed, rollback failed" if rollback_failed else "failed, rolled back"
     total = "" if seconds is None else " in %.0f s" % float(seconds)
@@ -486,6 +439,10 @@ def run_summary(
         lines.append("  manifest %s (%s)" % (manifest["id"], "known-good" if known_good else "NOT known-good"))
     if failure:
         lines.append("  why: %s" % _dedupe_clauses(failure))
+        if created:
+            lines.append("  left running (created by this run, nothing to go back to): %s" % ", ".join(created))
+        if audit_log:
+            lines.append("  audit log: %s" % audit_log)
     stats = {
         "outcome": outcome,
         "kind": kind,
@@ -504,7 +461,6 @@ class FilterModule(object):
         return {
             "deploy_plan": deploy_plan,
             "deploy_revert": deploy_revert,
-            "deploy_failure_message": deploy_failure_message,
             "release_manifest_body": release_manifest_body,
             "verify_verdict": verify_verdict,
             "rollback_target": rollback_target,

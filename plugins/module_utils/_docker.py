@@ -321,12 +321,13 @@ def last_exit_code(container, since):
     return codes[-1] if codes else None
 
 
-def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_running=1.0, stop_early=None):
+def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_running=1.0, stop_early=None, on_poll=None):
     """Wait until ``container`` is running, Docker reports exactly ``healthy`` (when it has a
     healthcheck) and the optional HTTP probe answers the expected status.
 
     Fails at once when the container exits, restarts, is removed or turns ``unhealthy``.
     ``http``: dict(port, path, status, timeout) probed at the container's IP.
+    ``on_poll(state)`` is told the container's health (or status, without a healthcheck) on every poll.
     Returns a GateResult whose ``reason`` says why it failed.
     """
     start = time.monotonic()
@@ -386,6 +387,8 @@ def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_runn
             if last_probe:
                 details["probe"] = last_probe
             return GateResult(True, None, details, elapsed)
+        if on_poll is not None:
+            on_poll(health or status)
         if stop_early is not None and stop_early():
             return GateResult(False, "aborted", failure_details(container, attrs), elapsed)
         if elapsed >= timeout:

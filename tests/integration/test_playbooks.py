@@ -125,7 +125,34 @@ def test_site_from_nothing(stack):
     assert manifest["known_good"] is True
     assert set(manifest["services"]) >= {"postgres", "redis", *BOTS}
     assert manifest["flags"] == {"pause_new_orders": False}
+    said = " ".join(run.output.split())  # the YAML callback folds long lines
+    # the gate is a visible wait: the rollout job's step and health state while the play waits for it
+    assert re.search(r"\w+: health gate t-pl\S+: starting, \d+ s of \d+ s", said), said[-8000:]
+    for svc in BOTS:
+        assert re.search(r"%s: create done in [\d.]+ s" % svc, said), said[-8000:]
+    assert said.count(f"DEPLOY ok: {stack.name} on localhost") == 1, said[-3000:]
     print(f"site from nothing: {time.monotonic() - t0:.1f} s")
+
+
+def test_a_deploy_in_check_mode_plans_and_changes_nothing(stack):
+    before = stack.manifest()["id"]
+    started = {k: v["started"] for k, v in stack.running().items()}
+    audit_before = (stack.home / "audit.log").read_text()
+    run = run_playbook(
+        PLAYBOOKS / "deploy.yml",
+        extra_vars={**stack.vars, "tradeops_bot_image": OLDER, "tradeops_deploy_reason": "check 1.0.0"},
+        check=True,
+        timeout=900,
+    )
+    assert run.rc == 0, run.output[-4000:]
+    said = " ".join(run.output.split())
+    assert re.search(r"plan for %s \(5 to change\)" % stack.name, said), said[-3000:]
+    assert {k: v["started"] for k, v in stack.running().items()} == started
+    for svc in BOTS:
+        assert stack.running()[svc]["image"] == image_id(GOOD)
+    assert stack.manifest()["id"] == before
+    assert (stack.home / "audit.log").read_text() == audit_before
+    assert not (stack.home / "lock.json").exists()
 
 
 def test_noop_rerun_reports_zero_changes(stack):
@@ -171,6 +198,11 @@ def test_broken_bot_version_rolls_the_stack_back_and_fails(stack):
         -3000:
     ]
     assert "outcome: failed, rolled back" in said, said[-2000:]
+    # the failure is printed once (the summary's why), its repeated health lines counted once
+    assert said.count("deliberately broken build 1.1.0") == 1, said[-6000:]
+    assert "(x3)" in said or "(x2)" in said, said[-3000:]
+    assert re.search(r"market_data: health gate \S+: (starting|unhealthy), \d+ s of 120 s", said), said[-6000:]
+    assert "attempted_release" not in said  # no result dump
     running = stack.running()
     for svc in BOTS:
         assert running[svc]["image"] == image_id(GOOD), (svc, running[svc])

@@ -65,10 +65,13 @@ class Engine:
         self.client, self.stack, self.service, self.secrets_dir = client, stack, service, secrets_dir
         self.actions = []  # what was done (or, on a model, would be done), in order
         self.changed = False
+        self.progress = None  # a progress.Progress the real rollout reports its steps and health waits to
 
     def record(self, action, change=True):
         self.actions.append(action)
         self.changed = self.changed or change
+        if self.progress is not None:
+            self.progress.step(action)
 
     # -- reads -------------------------------------------------------------------------
     def containers(self):
@@ -205,7 +208,15 @@ class Engine:
 
     # -- waits ---------------------------------------------------------------------------
     def wait_healthy(self, container, timeout, http=None, network=None, stop_early=None):
-        return docker_utils.wait_healthy(container, timeout, http=http, network=network, stop_early=stop_early)
+        progress = self.progress
+        return docker_utils.wait_healthy(
+            container,
+            timeout,
+            http=http,
+            network=network,
+            stop_early=stop_early,
+            on_poll=None if progress is None else lambda state: progress.health(container.name, state, timeout),
+        )
 
     def http_header(self, url, header, expected=None, timeout=2):
         """The value of ``header`` in the answer to a GET of ``url`` (errors carry headers too), or None."""

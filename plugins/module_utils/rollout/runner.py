@@ -27,6 +27,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils.rollout.engine impo
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.exclusive import Exclusive
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.gate import Gate
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.lease import Lease
+from ansible_collections.tradeops.stack.plugins.module_utils.rollout.progress import Progress
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.slots import Slots
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.start_first import StartFirst
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.strategy import Settings
@@ -278,6 +279,7 @@ class Runner:
             self.execute_dry(strategy, networks, spec, spec_hash)
             return self.finish(result)
         self.lease.acquire()
+        self.engine.progress = Progress(self.state, self.service)
         try:
             # whoever held the lock before us may have changed the service or opened a paper block
             # (paper_block opens one only under this lock): decide both again under the lock
@@ -313,6 +315,8 @@ class Runner:
             result.update(changed=True, release=rel["id"])
             self.audit(action, "ok", prev_rel, rel, None)
         finally:
+            self.engine.progress.close()
+            self.engine.progress = None
             self.lease.release()
         return self.finish(result)
 

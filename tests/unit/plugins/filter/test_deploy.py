@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from ansible_collections.tradeops.stack.plugins.filter.deploy import (
     FilterModule,
-    deploy_failure_message,
     deploy_plan,
     deploy_revert,
     flag_flip,
@@ -24,7 +23,6 @@ def test_every_filter_is_registered():
     assert set(FilterModule().filters()) == {
         "deploy_plan",
         "deploy_revert",
-        "deploy_failure_message",
         "release_manifest_body",
         "verify_verdict",
         "rollback_target",
@@ -148,40 +146,6 @@ def test_revert_leaves_out_the_failed_the_unchanged_and_the_new(order, applied):
 
 def test_revert_of_a_run_that_changed_nothing(order):
     assert deploy_revert({}, order) == {"services": [], "releases": {}, "created": []}
-
-
-def test_failure_message_names_every_revert_and_its_result(order, applied):
-    revert = deploy_revert(applied(postgres=("p2", "p1"), bot=("r2", "r1"), api=("a1", None)), order)
-    reverted = {"postgres": {"failed": False}, "bot": {"failed": True, "reason": "health timeout"}}
-    msg = deploy_failure_message(
-        revert,
-        reverted=reverted,
-        host="h1",
-        task="Rollout Roll out: api",
-        failure="api did not become healthy",
-        failed_result={"rolled_back": True, "restored_release": "a0"},
-        audit_log="/var/lib/tradeops/cdb/audit.log",
-    )
-    assert msg == (
-        'DEPLOY FAILED on h1 at "Rollout Roll out: api": api did not become healthy. '
-        "Rolled back in reverse order: bot -> r1 (FAILED: health timeout), postgres -> p1 (ok). "
-        "New services created by this run and left running (nothing to go back to): api. "
-        "The failing service was rolled back automatically to a0. "
-        "The stack is on its previous release; see /var/lib/tradeops/cdb/audit.log."
-    )
-
-
-def test_failure_message_when_nothing_existing_had_changed():
-    msg = deploy_failure_message(
-        {"services": [], "releases": {}, "created": []}, host="h1", task="Back up", failure="disk full"
-    )
-    assert "No existing service had been changed by this run." in msg
-    assert "left running" not in msg and "automatically" not in msg
-
-
-def test_failure_message_without_a_restored_release_says_its_previous_one():
-    msg = deploy_failure_message({"services": []}, failed_result={"rolled_back": True})
-    assert "rolled back automatically to its previous release." in msg
 
 
 # -------------------------------------------------------------------------------- release_manifest_body
@@ -550,23 +514,17 @@ def test_a_failed_deploy_that_went_back_cleanly_is_told_apart_from_one_whose_rol
     assert run_summary(auto, order=ORDER, failure="x")["stats"]["outcome"] == "failed, rollback failed"
 
 
-def test_a_rollout_that_failed_is_the_first_planned_change_not_applied():
-    """The failed rollout task records no outcome (the block jumps to its rescue): its result stands in."""
-    outcomes = {
-        "plan": {"postgres": {"operation": "noop"}, "bot": {"operation": "upgrade", "image": "bot:1.1"},
-                 "api": {"operation": "upgrade", "image": "api:2.0"}},
-        "apply": {"postgres": outcome("pg:15", "noop", changed=False)},
-    }  # fmt: skip
-    result = {"strategy": "exclusive", "operation": "upgrade", "rolled_back": True, "timings": {"total": 12.04}}
-    order = [{"name": "postgres"}, {"name": "bot", "image": "bot:1.2"}, {"name": "api"}]
-    summary = run_summary(outcomes, order=order, before=BEFORE, failure="bot unhealthy", failed_result=result)
-    assert summary["lines"][1] == "  bot: bot:1.0 -> bot:1.2 (upgrade, exclusive, 12.0 s): FAILED, rolled back"
-    summary = run_summary(outcomes, order=ORDER, before=BEFORE, failure="bot unhealthy", failed_result=result)
-    assert summary["lines"][1] == "  bot: bot:1.0 -> bot:1.1 (upgrade, exclusive, 12.0 s): FAILED, rolled back"
-    assert summary["stats"]["changed"] == ["bot"] and summary["outcome"] == "failed, rolled back"
-    # a failure that is not a rollout's (a migration, the manifest) adds no service line
-    other = run_summary(outcomes, order=ORDER, failure="migration failed", failed_result={"rc": 1})
-    assert other["lines"][1] == "  no service changed"
+def test_a_failure_names_what_was_created_and_left_running_and_the_audit_log():
+    outcomes = {"apply": {"api": outcome("api:2.0", "create"), "bot": outcome("bot:1.1", failed=True)}}
+    summary = run_summary(outcomes, order=ORDER, before=BEFORE, failure="bot unhealthy", created=["api"],
+                          audit_log="/var/lib/tradeops/cdb/audit.log")  # fmt: skip
+    assert summary["lines"][-3:] == [
+        "  why: bot unhealthy",
+        "  left running (created by this run, nothing to go back to): api",
+        "  audit log: /var/lib/tradeops/cdb/audit.log",
+    ]
+    ok = run_summary(outcomes, order=ORDER, created=["api"], audit_log="/x")
+    assert not [line for line in ok["lines"] if "left running" in line or "audit log" in line]
 
 
 def test_a_rollback_summary_reads_the_rollback_phase():
