@@ -86,3 +86,20 @@ def test_ansible_doc_renders_each_module(installed, module):
     )
     assert res.returncode == 0 and "ERROR" not in res.stderr, res.stderr
     assert "EXAMPLES" in res.stdout and "RETURN VALUES" in res.stdout
+
+
+def test_lint_leaves_the_users_ansible_home_untouched(tmp_path):
+    """ansible-lint installs the collection it lints into an Ansible home; in the user's ~/.ansible that copy
+    would shadow the checkout for every later run. make's lint targets keep it under .cache/."""
+    home = tmp_path / "home"
+    home.mkdir()
+    local = ROOT / ".ansible"  # where ansible-lint puts its copy when no Ansible home is set: shadows too
+    had_local = local.exists()
+    env = {"PATH": f"{BIN}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home)}
+    lint = subprocess.run(
+        ["make", "-s", "ansible-lint"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900
+    )
+    assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
+    left = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
+    assert not [p for p in left if p.startswith(".ansible")], left[:20]
+    assert had_local or not local.exists(), "ansible-lint installed a copy of the collection into %s" % local
