@@ -238,21 +238,26 @@ def stack_manifest(client, stack):
 
 
 # -- the health gate -----------------------------------------------------------------
-def health_log_tail(attrs, lines=3):
+def _cut(text, clean, limit=300):
+    """``text`` cleaned (redacted) first, then cut: a secret the cut would split is still found whole."""
+    return (clean(text) if clean else text)[:limit]
+
+
+def health_log_tail(attrs, lines=3, clean=None):
     log = ((attrs.get("State") or {}).get("Health") or {}).get("Log") or []
     out = []
     for entry in log[-lines:]:
         output = (entry.get("Output") or "").strip().replace("\n", " | ")
-        out.append("exit %s: %s" % (entry.get("ExitCode"), output[:300]))
+        out.append("exit %s: %s" % (entry.get("ExitCode"), _cut(output, clean)))
     return out
 
 
-def logs_tail(container, lines=10):
+def logs_tail(container, lines=10, clean=None):
     try:
         text = container.logs(tail=lines).decode("utf-8", "replace")
     except (APIError, NotFound):
         return []
-    return [line[:300] for line in text.splitlines()[-lines:]]
+    return [_cut(line, clean) for line in text.splitlines()[-lines:]]
 
 
 def container_ip(attrs, network=None):
@@ -289,7 +294,9 @@ class GateResult:
         return {"passed": self.ok, "reason": self.reason, "elapsed": round(self.elapsed, 2), **self.details}
 
 
-def failure_details(container, attrs):
+def failure_details(container, attrs, clean=None):
+    """What a failed container shows: state, health, exit code, and the tails of its health log and logs,
+    each line passed through ``clean`` (the module's redaction) before it is cut."""
     state = attrs.get("State") or {}
     return {
         "state": state.get("Status"),
@@ -298,8 +305,8 @@ def failure_details(container, attrs):
         "oom_killed": bool(state.get("OOMKilled")),
         "error": state.get("Error") or None,
         "restart_count": attrs.get("RestartCount", 0),
-        "health_log": health_log_tail(attrs),
-        "logs": logs_tail(container),
+        "health_log": health_log_tail(attrs, clean=clean),
+        "logs": logs_tail(container, clean=clean),
     }
 
 
@@ -321,13 +328,16 @@ def last_exit_code(container, since):
     return codes[-1] if codes else None
 
 
-def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_running=1.0, stop_early=None, on_poll=None):
+def wait_healthy(
+    container, timeout, http=None, network=None, poll=0.2, min_running=1.0, stop_early=None, on_poll=None, clean=None
+):
     """Wait until ``container`` is running, Docker reports exactly ``healthy`` (when it has a
     healthcheck) and the optional HTTP probe answers the expected status.
 
     Fails at once when the container exits, restarts, is removed or turns ``unhealthy``.
     ``http``: dict(port, path, status, timeout) probed at the container's IP.
-    ``on_poll(state)`` is told the container's health (or status, without a healthcheck) on every poll.
+    ``on_poll(state)`` is told the container's health (or status, without a healthcheck) on every poll;
+    ``clean`` redacts health and log lines before they are cut.
     Returns a GateResult whose ``reason`` says why it failed.
     """
     start = time.monotonic()
@@ -351,22 +361,22 @@ def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_runn
                 ", OOMKilled" if state.get("OOMKilled") else "",
                 ", error: %s" % state["Error"] if state.get("Error") else "",
             )
-            return GateResult(False, why, failure_details(container, attrs), elapsed)
+            return GateResult(False, why, failure_details(container, attrs, clean), elapsed)
         if attrs.get("RestartCount", 0) > 0:
             return GateResult(
                 False,
                 "container %s restarted %s time(s) during the health gate (crash loop, exit code %s)"
                 % (container.name, attrs["RestartCount"], last_exit_code(container, started_at)),
-                failure_details(container, attrs),
+                failure_details(container, attrs, clean),
                 elapsed,
             )
         health = (state.get("Health") or {}).get("Status")
         if health == "unhealthy":
-            tail = health_log_tail(attrs)
+            tail = health_log_tail(attrs, clean=clean)
             return GateResult(
                 False,
                 "container %s is unhealthy; last health checks: %s" % (container.name, "; ".join(tail) or "none"),
-                failure_details(container, attrs),
+                failure_details(container, attrs, clean),
                 elapsed,
             )
         docker_ok = False
@@ -390,9 +400,9 @@ def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_runn
         if on_poll is not None:
             on_poll(health or status)
         if stop_early is not None and stop_early():
-            return GateResult(False, "aborted", failure_details(container, attrs), elapsed)
+            return GateResult(False, "aborted", failure_details(container, attrs, clean), elapsed)
         if elapsed >= timeout:
-            details = failure_details(container, attrs)
+            details = failure_details(container, attrs, clean)
             if last_probe:
                 details["probe"] = last_probe
             if health == "starting" or (health is None and not docker_ok):
@@ -401,7 +411,7 @@ def wait_healthy(container, timeout, http=None, network=None, poll=0.2, min_runn
                     timeout,
                     health or status,
                 )
-                tail = health_log_tail(attrs)
+                tail = health_log_tail(attrs, clean=clean)
                 if tail:
                     why += "; last health checks: %s" % "; ".join(tail)
             else:

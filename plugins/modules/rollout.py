@@ -632,10 +632,10 @@ def main():
     # the failure output (log tails, health probe output) and every message: no secret file's value, no
     # credential-shaped text, no URL user info
     secrets_dir = default_secrets_dir(module.params)
-    guard(module, Redactor(read_secret_files([secrets_dir]) if module.params["secrets"] else []))
+    redactor = guard(module, Redactor(read_secret_files([secrets_dir]) if module.params["secrets"] else []))
     result = {"changed": False, "rolled_back": False}
     try:
-        result = Runner(module).run()
+        result = Runner(module, clean=redactor.text).run()
     except RolloutFailed as exc:
         module.fail_json(msg=exc.reason, rolled_back=False, changed=False, stage=exc.stage)
     except (StateError, docker_utils.DockerError, ValueError) as exc:

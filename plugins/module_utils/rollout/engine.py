@@ -66,6 +66,7 @@ class Engine:
         self.actions = []  # what was done (or, on a model, would be done), in order
         self.changed = False
         self.progress = None  # a progress.Progress the real rollout reports its steps and health waits to
+        self.clean = None  # the module's redaction, applied to container log and health lines before cutting
 
     def record(self, action, change=True):
         self.actions.append(action)
@@ -102,7 +103,7 @@ class Engine:
         return container.attrs
 
     def failure_details(self, container, attrs):
-        return docker_utils.failure_details(container, attrs)
+        return docker_utils.failure_details(container, attrs, self.clean)
 
     def container_ip(self, container, network):
         container.reload()
@@ -216,6 +217,7 @@ class Engine:
             network=network,
             stop_early=stop_early,
             on_poll=None if progress is None else lambda state: progress.health(container.name, state, timeout),
+            clean=self.clean,
         )
 
     def http_header(self, url, header, expected=None, timeout=2):

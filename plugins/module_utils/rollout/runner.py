@@ -38,7 +38,7 @@ def default_secrets_dir(params):
 
 
 class Runner:
-    def __init__(self, module, engine=None):
+    def __init__(self, module, engine=None, clean=None):
         params = module.params
         self.module = module
         self.params = params
@@ -57,6 +57,7 @@ class Runner:
             engine = Engine(docker_utils.get_client(params), self.stack, self.service, self.secrets_dir)
             engine = DryEngine(engine) if self.check else engine
         self.engine = engine
+        engine.clean = clean  # the module's redaction: log and health lines are redacted, then cut
         self.networks = [
             {"name": n["name"], "aliases": n.get("aliases") or []} for n in params["networks"] or [{"name": self.stack}]
         ]
