@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import json
 import time
 
@@ -147,14 +148,99 @@ def _clean_spec(options):
     return out
 
 
-def _published_host_ports(svc):
+# Addresses that bind every interface: a host port there clashes with the same port on any address.
+_WILDCARDS = ("", "*", "0.0.0.0", "::")  # noqa: S104 - compared, never bound
+
+# One published host port: a service's (service, field) or another role's (role, "component, variable").
+_Port = collections.namedtuple("_Port", "service role what address port proto")
+
+
+def _port_text(port):
+    """A host port as compared: a number as its decimal text, a range (8000-8010) as written."""
+    text = str(port).strip()
+    return str(int(text)) if text.isdigit() else text
+
+
+def _host_ports(svc, publish_address):
+    """The host ports a service publishes, as (field, address, port, protocol).
+
+    Its ``published_ports`` (``[ip:]host:container[/proto]``, without an ip on ``publish_address``) and a
+    blue_green proxy's ``listen`` (on ``proxy.bind``, loopback by default, as the rollout module binds it).
+    """
     ports = []
-    for item in svc.get("published_ports") or []:
-        text = str(item).split("/", maxsplit=1)[0]
+    for index, item in enumerate(svc.get("published_ports") or []):
+        text, _sep, proto = str(item).partition("/")
         parts = text.split(":")
         if len(parts) >= 2 and parts[-2]:
-            ports.append(parts[-2])
+            address = _rules._port_address(item, publish_address)
+            ports.append(("published_ports[%d]" % index, address, _port_text(parts[-2]), proto or "tcp"))
+    proxy = svc.get("proxy")
+    if isinstance(proxy, dict) and proxy.get("listen") is not None:
+        ports.append(("proxy.listen", proxy.get("bind") or "127.0.0.1", _port_text(proxy["listen"]), "tcp"))
     return ports
+
+
+def _role_ports(host_ports):
+    """The host ports of the other roles ({role: [{name, bind, port, var}]}) and the problems of malformed entries."""
+    if not isinstance(host_ports, dict):
+        return [], ["host_ports must map a role to its [{name, bind, port}], got %r" % (host_ports,)]
+    ports, problems = [], []
+    for role, entries in sorted(host_ports.items()):
+        for index, entry in enumerate(entries if isinstance(entries, (list, tuple)) else [entries]):
+            if not isinstance(entry, dict) or not entry.get("name") or not _port_text(entry.get("port")).isdigit():
+                problems.append("host_ports.%s[%d] must be {name, bind, port}, got %r" % (role, index, entry))
+            elif int(entry["port"]) > 0:
+                what = ", ".join(str(x) for x in (entry["name"], entry.get("var")) if x)
+                address = str(entry.get("bind") or "")
+                ports.append(_Port(None, role, what, address, _port_text(entry["port"]), "tcp"))
+    return ports, problems
+
+
+def _socket(address, port):
+    return "%s:%s" % ("[%s]" % address if ":" in address else address or "*", port)
+
+
+def _owner(port):
+    """Who publishes a port: a service (any of its fields), or one component of another role."""
+    return ("service", port.service) if port.service is not None else ("role", port.role, port.what)
+
+
+def _clash(one, other):
+    """Two host ports clash: the same port and protocol at the same address, or either on every address."""
+    return (one.port, one.proto) == (other.port, other.proto) and (
+        one.address == other.address or one.address in _WILDCARDS or other.address in _WILDCARDS
+    )
+
+
+def _host_port_problems(services, publish_address, host_ports):
+    """Every host port published twice: by two services, by a service and another role, or twice by that role."""
+    ports, problems = _role_ports(host_ports) if host_ports is not None else ([], [])
+    for index, svc in enumerate(services):
+        if isinstance(svc, dict):
+            for field, address, port, proto in _host_ports(svc, publish_address):
+                ports.append(_Port(_name(svc, index), None, field, str(address or ""), port, proto))
+    for index, this in enumerate(ports):
+        earlier = [other for other in ports[:index] if _owner(other) != _owner(this) and _clash(other, this)]
+        if not earlier:
+            continue
+        first = earlier[0]
+        here, there = _socket(this.address, this.port), _socket(first.address, first.port)
+        elsewhere = "" if here == there else " on %s" % there
+        if this.service is not None and first.service is not None:
+            problems.append(
+                "service %r: host port %s is already published by service %r" % (this.service, this.port, first.service)
+            )
+        elif this.service is not None:
+            problems.append(
+                "service %r: field '%s' publishes host port %s, which the %s role publishes too%s (%s): "
+                "change one of them" % (this.service, this.what, here, first.role, elsewhere, first.what)
+            )
+        else:
+            problems.append(
+                "the %s role publishes host port %s twice (%s; %s%s): change one of them"
+                % (this.role, here, this.what, first.what, elsewhere)
+            )
+    return problems
 
 
 def _leaves(value, path):
@@ -248,6 +334,7 @@ def stack_problems(
     broker_urls=None,
     stack_name=None,
     publish_address="127.0.0.1",
+    host_ports=None,
 ):
     """Every problem of the stack description, as readable lines naming the service and the field.
 
@@ -257,6 +344,9 @@ def stack_problems(
     value must be a paper broker (the demo host or one of ``emulator_hosts``), and so must every
     entry of ``broker_urls`` (variable name -> URL, empty means not used). What a service undoes of
     the hardening profile is refused unless the service waives that rule by name, with a reason.
+    ``host_ports`` ({role: [{name, bind, port, var}]}) are the host ports other roles publish on the
+    same hosts (the monitoring role's ``monitoring_host_ports``): a service's host port on the same
+    address, or where either binds every address, is a problem naming both sides.
     """
     problems = []
     emulator_hosts = list(_plain(emulator_hosts) or [])
@@ -320,7 +410,8 @@ def stack_problems(
             problems.append(
                 "%s: field 'proxy' is only used with strategy blue_green (strategy is %s)" % (label, strategy)
             )
-        if strategy == "start_first" and _published_host_ports(svc):
+        fixed = [port[0] for port in _host_ports(svc, publish_address) if port[0].startswith("published_ports")]
+        if strategy == "start_first" and fixed:
             problems.append(
                 "%s: field 'published_ports' fixes a host port, which two overlapping start_first instances "
                 "cannot share; use strategy exclusive or blue_green" % label
@@ -356,22 +447,8 @@ def stack_problems(
             dependency_order(services)
         except AnsibleFilterError as exc:
             problems.append(str(exc.message if hasattr(exc, "message") else exc))
-    # host ports used twice
-    used = {}
-    for index, svc in enumerate(services):
-        if not isinstance(svc, dict):
-            continue
-        ports = list(_published_host_ports(svc))
-        proxy = svc.get("proxy")
-        if isinstance(proxy, dict) and proxy.get("listen") is not None:
-            ports.append(str(proxy["listen"]))
-        for port in ports:
-            if port in used and used[port] != _name(svc, index):
-                problems.append(
-                    "service %r: host port %s is already published by service %r"
-                    % (_name(svc, index), port, used[port])
-                )
-            used.setdefault(port, _name(svc, index))
+    # host ports published twice, within the stack and against the other roles on the same hosts
+    problems.extend(_host_port_problems(services, publish_address or "127.0.0.1", _plain(host_ports)))
     if trading_mode not in ("paper", "live"):
         problems.append("tradeops_trading_mode must be paper or live, got %r" % (trading_mode,))
     if trading_mode == "live" and not live_approved:

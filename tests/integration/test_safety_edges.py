@@ -11,7 +11,7 @@ import json
 import secrets
 
 import pytest
-from conftest import run_module
+from conftest import ROOT, run_module, run_playbook
 
 BUSYBOX = "tradeops/busybox:1.35"
 
@@ -114,3 +114,20 @@ def test_state_directories_are_owner_and_group_only(stack, tmp_path):
     assert not res.get("failed"), res
     for path in (tmp_path / "new" / "root", tmp_path / "new" / "root" / stack["stack"]):
         assert oct(path.stat().st_mode & 0o777) == "0o750", path
+
+
+def test_a_stack_port_the_monitoring_role_publishes_is_refused_before_any_host_is_touched():
+    # issue 13: the paper inventory's db_writer proxy (18080) on cAdvisor's port; the play
+    # fails in validation, on the controller, before anything connects to the (example) host
+    run = run_playbook(
+        ROOT / "playbooks" / "deploy.yml",
+        extra_vars={"monitoring_cadvisor_port": 18080},
+        inventory=ROOT / "inventories" / "paper",
+        timeout=120,
+    )
+    assert run.rc != 0, run.output[-3000:]
+    assert (
+        "service 'db_writer': field 'proxy.listen' publishes host port 127.0.0.1:18080, which the monitoring "
+        "role publishes too (cadvisor, monitoring_cadvisor_port)" in run.output
+    ), run.output[-3000:]
+    assert "unreachable=0" in run.output and "changed=0" in run.output, run.output[-3000:]

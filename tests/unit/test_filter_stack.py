@@ -373,3 +373,129 @@ def test_feature_flag_names_follow_the_rule():
         "tradeops_feature_flags: flag name 'Bad-Flag' is invalid: expected 1-63 lower-case letters, "
         "digits or '_', starting with a letter"
     ]
+
+
+# the monitoring role's host ports as roles/monitoring/tasks/host_ports.yml hands them over
+MONITORING = [
+    {"name": "cadvisor", "var": "monitoring_cadvisor_port", "bind": "127.0.0.1", "port": 8080, "container_port": 8080},
+    {"name": "prometheus", "var": "monitoring_prometheus_port", "bind": "127.0.0.1", "port": 9090},
+]
+PROXIED = {"strategy": "blue_green", "proxy": {"listen": 8080, "port": 8000}}
+
+
+def port_problems(services, monitoring=MONITORING, **kw):
+    problems = stack_problems(services, SPECS, host_ports={"monitoring": monitoring}, **kw)
+    return [p for p in problems if "host port" in p or "host_ports" in p]
+
+
+def test_a_service_on_a_monitoring_host_port_is_refused_naming_both_sides():
+    assert port_problems([svc("db_writer", **PROXIED)]) == [
+        "service 'db_writer': field 'proxy.listen' publishes host port 127.0.0.1:8080, which the monitoring role "
+        "publishes too (cadvisor, monitoring_cadvisor_port): change one of them"
+    ]
+    # without the monitoring ports (stack_monitoring_enabled false) the same stack is valid
+    assert stack_problems([svc("db_writer", **PROXIED)], SPECS) == []
+    # a published port without an address binds the stack's publish address
+    [problem] = port_problems([svc("prom", strategy="exclusive", published_ports=["9090:9090"])])
+    assert problem.startswith("service 'prom': field 'published_ports[0]' publishes host port 127.0.0.1:9090,")
+    assert "(prometheus, monitoring_prometheus_port)" in problem
+
+
+def test_a_wildcard_bind_on_either_side_clashes_with_any_address():
+    wildcard = [dict(MONITORING[0], bind=ALL_INTERFACES)]
+    [problem] = port_problems([svc("db_writer", **PROXIED)], wildcard)
+    assert "host port 127.0.0.1:8080, which the monitoring role publishes too on 0.0.0.0:8080 (cadvisor," in problem
+    everywhere = svc("api", strategy="exclusive", published_ports=["0.0.0.0:8080:80"])
+    [problem] = port_problems([everywhere])
+    assert problem.startswith("service 'api': field 'published_ports[0]' publishes host port 0.0.0.0:8080, ")
+    assert "monitoring role publishes too on 127.0.0.1:8080 (cadvisor, monitoring_cadvisor_port)" in problem
+
+
+def test_other_ports_addresses_and_protocols_do_not_clash():
+    moved = svc("db_writer", strategy="blue_green", proxy={"listen": 18080, "port": 8000})
+    assert port_problems([moved]) == []
+    elsewhere = svc("db_writer", strategy="blue_green", proxy={"listen": 8080, "port": 8000, "bind": "10.0.0.5"})
+    assert port_problems([elsewhere]) == []
+    udp = svc("dns", strategy="exclusive", published_ports=["8080:53/udp"])
+    assert port_problems([udp]) == []
+    # a disabled component (port 0, or left out by host_ports.yml) publishes nothing
+    assert port_problems([svc("db_writer", **PROXIED)], [dict(MONITORING[0], port=0)]) == []
+
+
+def test_the_monitoring_role_publishing_a_port_twice_and_malformed_entries():
+    twice = [*MONITORING, {"name": "grafana", "var": "monitoring_grafana_port", "bind": "127.0.0.1", "port": "9090"}]
+    assert port_problems([svc("a")], twice) == [
+        "the monitoring role publishes host port 127.0.0.1:9090 twice (grafana, monitoring_grafana_port; "
+        "prometheus, monitoring_prometheus_port): change one of them"
+    ]
+    assert port_problems([svc("a")], [{"name": "cadvisor", "port": "lots"}]) == [
+        "host_ports.monitoring[0] must be {name, bind, port}, got {'name': 'cadvisor', 'port': 'lots'}"
+    ]
+
+
+def test_two_services_on_one_host_port_still_name_the_first():
+    services = [
+        svc("a", strategy="exclusive", published_ports=["9000:80"]),
+        svc("b", strategy="blue_green", proxy={"listen": 9000, "port": 8000}),
+        svc("c", strategy="exclusive", published_ports=["10.0.0.5:9000:80"]),
+    ]
+    assert port_problems(services, []) == ["service 'b': host port 9000 is already published by service 'a'"]
+
+
+def monitoring_host_ports(overrides=None):
+    """The monitoring role's host ports from its literal defaults, the way vars/main.yml builds them."""
+    role = ROOT / "roles" / "monitoring"
+    values = {**yaml.safe_load((role / "defaults" / "main.yml").read_text()), **(overrides or {})}
+    listed = yaml.safe_load((role / "vars" / "main.yml").read_text())["_monitoring_host_ports_all"]
+    enabled = {c["name"]: c["var"].replace("_port", "_enabled") for c in listed}
+    out = []
+    for component in listed:
+        on = values[enabled[component["name"]]] and (
+            component["name"] != "grafana" or values["monitoring_grafana_container"]
+        )
+        if on and int(values[component["var"]]) > 0:
+            out.append(dict(component, bind=values["monitoring_publish_address"], port=values[component["var"]]))
+    return out
+
+
+def test_the_monitoring_role_lists_every_container_it_runs_with_its_port_variable():
+    run = yaml.safe_load((ROOT / "roles" / "monitoring" / "tasks" / "run.yml").read_text())
+    [task] = [t for t in run if "_monitoring_containers" in (t.get("vars") or {})]
+    listed = yaml.safe_load((ROOT / "roles" / "monitoring" / "vars" / "main.yml").read_text())
+    assert sorted(c["key"] for c in task["vars"]["_monitoring_containers"]) == sorted(
+        c["name"] for c in listed["_monitoring_host_ports_all"]
+    )
+    assert {p["var"]: p["port"] for p in monitoring_host_ports()} == {
+        "monitoring_node_exporter_port": 9100,
+        "monitoring_cadvisor_port": 8080,
+        "monitoring_alertmanager_port": 9093,
+        "monitoring_prometheus_port": 9090,
+        "monitoring_grafana_port": 3000,
+    }
+
+
+def test_the_paper_inventory_publishes_no_host_port_twice():
+    group_vars = ROOT / "inventories" / "paper" / "group_vars" / "tradeops"
+    raw = (group_vars / "stack.yml").read_text()
+    data = yaml.safe_load(raw)
+    # the templated values the description reads are literals of the same file
+    services = yaml.safe_load(
+        raw.replace('"{{ tradeops_broker_base_url }}"', json.dumps(data["tradeops_broker_base_url"])).replace(
+            '"{{ tradeops_bot_image }}"', json.dumps(data["tradeops_bot_image"])
+        )
+    )["tradeops_stack_services"]
+    overrides = {
+        k: v
+        for k, v in yaml.safe_load((group_vars / "monitoring.yml").read_text()).items()
+        if k.startswith("monitoring_") and "{{" not in str(v)
+    }
+    ports = monitoring_host_ports(overrides)
+    assert "cadvisor" in [p["name"] for p in ports]
+    flags = data["tradeops_feature_flags"]
+    assert stack_problems(services, SPECS, flags=flags, host_ports={"monitoring": ports}) == []
+    # the collision the inventory had (issue 13): the edge proxy of db_writer on cAdvisor's 8080
+    [db_writer] = [s for s in services if s["name"] == "db_writer"]
+    db_writer["proxy"]["listen"] = 8080
+    [problem] = stack_problems(services, SPECS, flags=flags, host_ports={"monitoring": ports})
+    assert "service 'db_writer': field 'proxy.listen' publishes host port 127.0.0.1:8080" in problem
+    assert "(cadvisor, monitoring_cadvisor_port)" in problem
