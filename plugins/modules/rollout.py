@@ -61,9 +61,9 @@ options:
     type: str
   strategy:
     description:
-      - V(blue_green) starts the other colour, gates it, switches the edge proxy (validated graceful nginx reload),
-        drains with the old colour as a backup upstream, removes it (second validated reload), stops the old
-        colour and keeps it for an instant rollback. Requires O(proxy).
+      - V(blue_green) starts the other colour, gates it, switches the edge proxy (HAProxy runtime API, no reload),
+        drains with the old colour as a backup, takes it out (second switch), stops the old colour and keeps it
+        for an instant rollback. Requires O(proxy).
       - V(start_first) starts the new instance and gates it before the old one stops (short overlap).
       - V(exclusive) stops the old instance before the new one starts and checks before and after every step
         that never two instances of the service run; if the new one fails the old one is started again.
@@ -340,15 +340,29 @@ options:
         description: Host address the proxy's port is bound to.
         type: str
         default: 127.0.0.1
-      image:
-        description: Proxy image (nginx, config in C(/etc/nginx/tradeops/), non-root).
+      kind:
+        description:
+          - V(haproxy) switches on the running process over HAProxy's runtime API (C(set server)), never
+            reloading it, so clients on keep-alive connections never see a switch. Its configuration is
+            C(<state_root>/<stack>/proxy/<service>/haproxy.cfg); it is read at start only.
+          - V(nginx) switches with a validated graceful reload, which closes idle keep-alive connections (a
+            request sent on one at that moment fails). Kept for stacks that still run it; changing the kind
+            recreates the proxy container (a short gap, see docs/rollout.md).
         type: str
-        default: tradeops/proxy:1.0
+        choices: [haproxy, nginx]
+        default: haproxy
+      image:
+        description:
+          - "Proxy image. Default C(tradeops/haproxy:2.6) for O(proxy.kind=haproxy) (Debian's HAProxy, or an
+            official C(haproxy:<version>-bookworm) image), C(tradeops/proxy:1.0) for O(proxy.kind=nginx)."
+          - The proxy runs non-root with a read-only root filesystem and every capability dropped.
+        type: str
       drain:
         description:
           - Seconds between the switch and stopping the old colour (in-flight requests finish).
-          - During the drain the old colour stays in the upstream as a C(backup) server (a request the new colour
-            refuses or does not accept within 1.5 s goes to it); a second validated reload removes it.
+          - During the drain the old colour stays behind the new one as a backup (HAProxy, weight 1 of 257 with
+            retries redispatched to it; nginx, a C(backup) server), so a request the new colour refuses or does
+            not accept within 1.5 s goes to it. A second switch takes it out.
         type: int
         default: 5
       memory:
@@ -601,7 +615,8 @@ def argument_spec():
                 listen=dict(type="int", required=True),
                 port=dict(type="int", required=True),
                 bind=dict(type="str", default="127.0.0.1"),
-                image=dict(type="str", default="tradeops/proxy:1.0"),
+                kind=dict(type="str", default="haproxy", choices=["haproxy", "nginx"]),
+                image=dict(type="str"),
                 drain=dict(type="int", default=5),
                 memory=dict(type="str", default="128m"),
                 cpus=dict(type="float", default=1.0),

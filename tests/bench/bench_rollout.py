@@ -17,17 +17,12 @@ Everything it creates is named t-ro-bench-*, under a temporary state root, and r
 from __future__ import annotations
 
 import argparse
-import http.client
-import itertools
 import json
-import multiprocessing as mp
 import os
 import secrets
 import socket
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -37,94 +32,20 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 from conftest import run_playbook  # noqa: E402
-from test_rollout_support import LOCAL, Stack, build_test_images, docker, rollout  # noqa: E402
+from test_rollout_support import (  # noqa: E402
+    LOCAL,
+    Load,
+    Stack,
+    build_test_images,
+    docker,
+    rollout,
+)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-# -- load generator (separate process) ------------------------------------------------------
-def _load(port: int, rate: float, stop, out_path: str, threads: int = 64):
-    records = []
-    lock = threading.Lock()
-    period = threads / rate
-
-    def worker(offset):
-        nxt = time.monotonic() + offset
-        while not stop.is_set():
-            now = time.monotonic()
-            if now < nxt:
-                time.sleep(nxt - now)
-            nxt = max(nxt + period, time.monotonic())  # open loop at the target rate, no catch-up bursts
-            t0 = time.monotonic()
-            ok, err = False, None
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
-                conn.request("GET", "/")
-                resp = conn.getresponse()
-                resp.read()
-                ok = resp.status == 200
-                err = None if ok else "HTTP %d" % resp.status
-                conn.close()
-            except (OSError, http.client.HTTPException) as exc:
-                err = type(exc).__name__
-            t1 = time.monotonic()
-            with lock:
-                records.append((t0, t1 - t0, ok, err))
-
-    pool = [threading.Thread(target=worker, args=(i * period / threads,), daemon=True) for i in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    Path(out_path).write_text(json.dumps(records))
-
-
-class Load:
-    def __init__(self, port: int, rate: float):
-        self.stop = mp.Event()
-        fd, self.path = tempfile.mkstemp(prefix="t-ro-bench-load-", suffix=".json")
-        os.close(fd)
-        self.proc = mp.Process(target=_load, args=(port, rate, self.stop, self.path), daemon=True)
-
-    def __enter__(self):
-        self.proc.start()
-        time.sleep(1.0)  # steady state before the change
-        return self
-
-    def __exit__(self, *exc):
-        time.sleep(1.0)
-        self.stop.set()
-        self.proc.join(30)
-        self.records = json.loads(Path(self.path).read_text())
-        os.unlink(self.path)
-
-    def summary(self) -> dict:
-        rec = sorted(self.records)
-        if not rec:
-            return {"total": 0}
-        lat = sorted(r[1] for r in rec)
-        ok_ends = [r[0] + r[1] for r in rec if r[2]]
-        gaps = [b - a for a, b in itertools.pairwise(ok_ends)]
-        span = rec[-1][0] - rec[0][0]
-        errors = {}
-        for r in rec:
-            if not r[2]:
-                errors[r[3]] = errors.get(r[3], 0) + 1
-        return {
-            "total": len(rec),
-            "failed": sum(1 for r in rec if not r[2]),
-            "rate": round(len(rec) / span, 1) if span else None,
-            "p50_ms": round(statistics.median(lat) * 1000, 1),
-            "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1),
-            "max_gap_between_successes_s": round(max(gaps), 3) if gaps else None,
-            "errors": errors,
-            "failed_at_s": [round(r[0] - rec[0][0], 2) for r in rec if not r[2]][:10],
-            "loadavg_1m": round(os.getloadavg()[0], 1),  # the host is shared: read every figure with it
-        }
 
 
 def timed(fn, *a, **kw):

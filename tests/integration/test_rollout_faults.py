@@ -213,16 +213,18 @@ def _first_hash(stack, service):
     return releases["releases"][0]["spec_hash"]
 
 
-def test_blue_green_drain_keeps_the_old_colour_as_backup(stack, app_images):
-    """During the drain the old colour is a backup upstream: a new colour that stops then still serves through
-    it and the rollout rolls back. After a normal drain a second reload removes the backup line."""
+def test_nginx_drain_keeps_the_old_colour_as_backup(stack, app_images):
+    """nginx proxy: during the drain the old colour is a backup upstream: a new colour that stops then still
+    serves through it and the rollout rolls back. After a normal drain a second reload removes the backup line.
+    (HAProxy's twin: test_edge_proxy.py.)"""
     import socket
     from concurrent.futures import ThreadPoolExecutor
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    extra = {"proxy": {"listen": port, "port": 8000, "drain": 10}, "health": {"timeout": 60, "http": {"port": 8000}}}
+    proxy = {"listen": port, "port": 8000, "drain": 10, "kind": "nginx"}
+    extra = {"proxy": proxy, "health": {"timeout": 60, "http": {"port": 8000}}}
     args = lambda image, **kw: stack.args("app", image=image, strategy="blue_green", **{**extra, **kw})  # noqa: E731
     conf = stack.dir / "proxy" / "app" / "upstream.conf"
     blue, green = f"{stack.name}-app-blue", f"{stack.name}-app-green"

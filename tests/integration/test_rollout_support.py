@@ -3,16 +3,25 @@
 Test images are tiny busybox images built once per session from ``tradeops/busybox:1.35``:
 ``t-ro-app:<tag>`` serving ``/health`` and ``/`` (its version) on port 8000 with a 1 s
 HEALTHCHECK. Modes: ``good``, ``unhealthy`` (/health is 404 -> health check fails),
-``crash`` (exits 3 at start). Every container, network and state root a test creates is
-named ``t-ro-<random>`` and removed by the test that created it.
+``crash`` (exits 3 at start). ``t-ro-ka:<tag>`` is the same app in Python with HTTP/1.1 keep-alive (busybox
+httpd closes every connection, so it never shows what a proxy does to a persistent one). ``Load`` is the load
+generator of the keep-alive tests and the benchmarks: a separate process, open loop at a fixed rate. Every
+container, network and state root a test creates is named ``t-ro-<random>`` and removed by the test that
+created it.
 """
 
 from __future__ import annotations
 
+import http.client
+import itertools
 import json
+import multiprocessing as mp
+import os
 import secrets
+import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +58,39 @@ CMD ["sh", "/app.sh"]
 IMAGES = {"1": "good", "2": "good", "3": "good", "unhealthy": "unhealthy", "crash": "crash"}
 
 
+KEEPALIVE_APP = r"""
+import http.server, os, signal, sys
+VERSION = os.environ["APP_VERSION"].encode() + b"\n"
+class App(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # persistent connections, as the reference bot's HTTP face
+    def do_GET(self):
+        body = b"ok\n" if self.path == "/health" else VERSION
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("", 8000), App)
+server.daemon_threads = True
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+print("starting keep-alive app", os.environ["APP_VERSION"], flush=True)
+server.serve_forever()
+"""
+
+KEEPALIVE_DOCKERFILE = """
+FROM tradeops/base:bookworm
+ARG VERSION
+LABEL t-ro.test-image=1
+ENV APP_VERSION=$VERSION
+COPY app.py /app.py
+USER 65534:65534
+HEALTHCHECK --interval=1s --timeout=5s --retries=3 --start-period=1s \\
+  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+CMD ["python3", "/app.py"]
+"""
+
+
 def docker(*args: str, check: bool = True) -> str:
     proc = subprocess.run(["docker", *args], capture_output=True, text=True)
     if check and proc.returncode != 0:
@@ -73,6 +115,20 @@ def build_test_images() -> dict[str, str]:
                 ctx,
             )
     return {tag: f"t-ro-app:{tag}" for tag in IMAGES}
+
+
+def build_keepalive_images(tags=("1", "2")) -> dict[str, str]:
+    with tempfile.TemporaryDirectory(prefix="t-ro-img-") as ctx:
+        Path(ctx, "Dockerfile").write_text(KEEPALIVE_DOCKERFILE)
+        Path(ctx, "app.py").write_text(KEEPALIVE_APP)
+        for tag in tags:
+            docker("build", "-q", "-t", f"t-ro-ka:{tag}", "--build-arg", f"VERSION={tag}", ctx)
+    return {tag: f"t-ro-ka:{tag}" for tag in tags}
+
+
+@pytest.fixture(scope="session", name="keepalive_images")
+def keepalive_images_fixture():
+    return build_keepalive_images()
 
 
 @pytest.fixture(scope="session", name="app_images")
@@ -243,7 +299,7 @@ def docker_events(since: float, until: float, stack: str) -> list[str]:
         "--format",
         "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
     )
-    # the engine's own healthcheck execs are not writes of ours; anything else is
+    # the engine's own healthcheck execs and the HAProxy proxy's state read are not writes; anything else is
     own = (
         "exec_create: wget",
         "exec_start: wget",
@@ -251,5 +307,98 @@ def docker_events(since: float, until: float, stack: str) -> list[str]:
         "health_status",
         "exec_create: curl",
         "exec_start: curl",
+        "/dev/tcp/127.0.0.1/8081",  # the HAProxy proxy's healthcheck
+        "runtime show servers state tradeops_backend",
     )
     return [line for line in out.splitlines() if line.strip() and not any(o in line for o in own)]
+
+
+# -- load generator (separate process) ------------------------------------------------------
+def _load(port: int, rate: float, stop, out_path: str, threads: int, keep_alive: bool):
+    records = []
+    lock = threading.Lock()
+    period = threads / rate
+    headers = {} if keep_alive else {"Connection": "close"}
+
+    def worker(offset):
+        nxt = time.monotonic() + offset
+        conn = None
+        while not stop.is_set():
+            now = time.monotonic()
+            if now < nxt:
+                time.sleep(nxt - now)
+            nxt = max(nxt + period, time.monotonic())  # open loop at the target rate, no catch-up bursts
+            t0 = time.monotonic()
+            ok, err = False, None
+            try:
+                # keep-alive: one connection per thread, reused until it fails (like a requests.Session, which
+                # does not retry a request whose reused connection was closed under it)
+                conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+                conn.request("GET", "/", headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 200
+                err = None if ok else "HTTP %d" % resp.status
+                if not keep_alive or resp.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                err = type(exc).__name__
+                conn.close()
+                conn = None
+            t1 = time.monotonic()
+            with lock:
+                records.append((t0, t1 - t0, ok, err))
+
+    pool = [threading.Thread(target=worker, args=(i * period / threads,), daemon=True) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    Path(out_path).write_text(json.dumps(records))
+
+
+class Load:
+    """``with Load(port, rate, keep_alive=True) as load: ...`` then ``load.summary()``."""
+
+    def __init__(self, port: int, rate: float, keep_alive: bool = False, threads: int = 16):
+        self.stop = mp.Event()
+        fd, self.path = tempfile.mkstemp(prefix="t-ro-load-", suffix=".json")
+        os.close(fd)
+        self.proc = mp.Process(target=_load, args=(port, rate, self.stop, self.path, threads, keep_alive), daemon=True)
+
+    def __enter__(self):
+        self.proc.start()
+        time.sleep(1.0)  # steady state before the change
+        return self
+
+    def __exit__(self, *exc):
+        time.sleep(1.0)
+        self.stop.set()
+        self.proc.join(30)
+        self.records = json.loads(Path(self.path).read_text())
+        os.unlink(self.path)
+
+    def summary(self) -> dict:
+        rec = sorted(self.records)
+        if not rec:
+            return {"total": 0}
+        lat = sorted(r[1] for r in rec)
+        ok_ends = [r[0] + r[1] for r in rec if r[2]]
+        gaps = [b - a for a, b in itertools.pairwise(ok_ends)]
+        span = rec[-1][0] - rec[0][0]
+        errors = {}
+        for r in rec:
+            if not r[2]:
+                errors[r[3]] = errors.get(r[3], 0) + 1
+        return {
+            "total": len(rec),
+            "failed": sum(1 for r in rec if not r[2]),
+            "rate": round(len(rec) / span, 1) if span else None,
+            "p50_ms": round(statistics.median(lat) * 1000, 1),
+            "p99_ms": round(lat[int(len(lat) * 0.99) - 1] * 1000, 1),
+            "max_gap_between_successes_s": round(max(gaps), 3) if gaps else None,
+            "errors": errors,
+            "failed_at_s": [round(r[0] - rec[0][0], 2) for r in rec if not r[2]][:10],
+            "loadavg_1m": round(os.getloadavg()[0], 1),  # the host is shared: read every figure with it
+        }

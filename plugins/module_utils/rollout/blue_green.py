@@ -89,6 +89,10 @@ class BlueGreen(Strategy):
             engine.stop(old, self.settings.stop_timeout)
         else:
             self.proxy.switch(target, release_id)
+            # the other colour still running (a run killed during its drain): out of the proxy now, stop it
+            stray = engine.containers().get(slots.colour(slots.other(target)))
+            if stray is not None and stray.status == "running":
+                engine.stop(stray, self.settings.stop_timeout)
         attempt.promoted = True
         self.gate.post_promotion(new)
         return target

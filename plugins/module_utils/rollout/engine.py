@@ -150,17 +150,18 @@ class Engine:
         docker_utils.ensure_network(self.client, name, self.stack)
 
     # -- container writes ----------------------------------------------------------------
-    def create(self, spec, spec_hash, name, colour, release_id, role="service"):
-        """Create and start ``name`` from ``spec``."""
+    def create(self, spec, spec_hash, name, colour, release_id, role="service", start=True):
+        """Create ``name`` from ``spec`` and start it (unless ``start`` is false)."""
         self.record("create %s" % name)
         extra = spec["labels"] if role == "service" else None
         labels = docker_utils.stack_labels(
             self.stack, self.service, colour, release_id, spec_hash, role=role, extra=extra
         )
         container = self._create(spec, name, labels)
-        if role == "service":
-            self.record("start %s" % name)
-        container.start()
+        if start:
+            if role == "service":
+                self.record("start %s" % name)
+            container.start()
         return container
 
     def _create(self, spec, name, labels):
@@ -199,6 +200,10 @@ class Engine:
         """(exit code, output) of a command in a running container."""
         res = container.exec_run(list(argv))
         return res.exit_code, (res.output or b"").decode("utf-8", "replace").strip()
+
+    def query(self, container, argv):
+        """``exec`` of a command that only reads (runs on the real container in check mode too)."""
+        return self.exec(container, argv)
 
     def write_text(self, path, text, dir_mode=0o755):
         directory = os.path.dirname(path)
@@ -326,8 +331,8 @@ class ModelEngine(Engine):
         self.model[name] = container
         return _Handle(self, container)
 
-    def create(self, spec, spec_hash, name, colour, release_id, role="service"):
-        handle = super().create(spec, spec_hash, name, colour, release_id, role=role)
+    def create(self, spec, spec_hash, name, colour, release_id, role="service", start=True):
+        handle = super().create(spec, spec_hash, name, colour, release_id, role=role, start=start)
         return handle.container
 
     def stop(self, container, timeout):
@@ -353,6 +358,9 @@ class ModelEngine(Engine):
 
     def exec(self, container, argv):
         return 0, ""
+
+    def query(self, container, argv):
+        return self.exec(container, argv)
 
     def write_text(self, path, text, dir_mode=0o755):
         self.files[path] = text
@@ -384,6 +392,12 @@ class DryEngine(ModelEngine):
 
     def read_text(self, path):
         return self.files[path] if path in self.files else self.real.read_text(path)
+
+    def query(self, container, argv):
+        real = {c.name: c for c in list(self.real.containers().values()) + self.real.proxies()}.get(container.name)
+        if real is None or real.status != "running" or real.id != container.id:
+            return 1, "%s is not running on the Docker host (check mode)" % container.name
+        return self.real.exec(real, argv)
 
     def summaries(self):
         return self.real.summaries()

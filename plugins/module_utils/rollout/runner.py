@@ -22,7 +22,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import Stack
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout import InvariantViolated, RolloutFailed
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.analysis import Analysis
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.blue_green import BlueGreen
-from ansible_collections.tradeops.stack.plugins.module_utils.rollout.edge_proxy import NginxProxy
+from ansible_collections.tradeops.stack.plugins.module_utils.rollout.edge_proxy import edge_proxy
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.engine import DryEngine, Engine
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.exclusive import Exclusive
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.gate import Gate
@@ -175,7 +175,7 @@ class Runner:
             keep_lock=self.lease.keep,
         )
         if self.strategy_name == "blue_green":
-            proxy = NginxProxy(
+            proxy = edge_proxy(
                 engine,
                 slots,
                 params["proxy"],

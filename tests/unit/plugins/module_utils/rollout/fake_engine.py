@@ -2,7 +2,8 @@
 
 ``FakeEngine(fail_at=i)`` raises at the i-th recorded action (the action is recorded, not performed), once:
 with the actions of a successful run this reaches every step of a strategy as a failure point.
-``unhealthy`` names releases whose containers fail the health gate.
+``unhealthy`` names releases whose containers fail the health gate. ``FakeHaproxy`` stands in for the runtime API
+of an HAProxy proxy (pure logic: the integration tests run the real one).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker as docker_utils
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout import RolloutFailed
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.blue_green import BlueGreen
-from ansible_collections.tradeops.stack.plugins.module_utils.rollout.edge_proxy import NginxProxy
+from ansible_collections.tradeops.stack.plugins.module_utils.rollout.edge_proxy import HaproxyProxy, NginxProxy
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.engine import LIVE, ModelContainer, ModelEngine
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.exclusive import Exclusive
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.gate import Gate
@@ -31,12 +32,67 @@ PROXY_CFG = {
 }
 
 
+class FakeHaproxy:
+    """The runtime API of one HAProxy process: ``set server`` and ``show servers state`` on its backend."""
+
+    HEADER = (
+        "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
+        "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "
+        "srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord"
+    )
+
+    def __init__(self, backend="tradeops_backend"):
+        self.backend = backend
+        # a process starts with both servers in maintenance (no address resolved yet)
+        self.servers = {name: {"addr": "-", "admin": 0x20, "weight": 256} for name in ("blue", "green")}
+        self.commands = []
+
+    def __call__(self, line):
+        answers = []
+        for command in [c.strip() for c in line.split(";") if c.strip()]:
+            self.commands.append(command)
+            answers.append(self.answer(command.split()))
+        return "\n".join(answers)
+
+    def answer(self, words):
+        if words[:3] == ["show", "servers", "state"]:
+            rows = [
+                "%d %s %d %s %s 2 %d %d %d 0 1 0 0 0 0 0 0 - 8000 -"
+                % (1, self.backend, i, name, srv["addr"], srv["admin"], srv["weight"], srv["weight"])
+                for i, (name, srv) in enumerate(sorted(self.servers.items()), 1)
+            ]
+            return "\n".join(["1", self.HEADER, *rows])
+        backend, _sep, name = words[2].partition("/")
+        if words[:2] != ["set", "server"] or backend != self.backend or name not in self.servers:
+            return "No such server."
+        srv = self.servers[name]
+        if words[3] == "addr":
+            srv["addr"], srv["admin"] = words[4], srv["admin"] & ~0x20
+        elif words[3] == "weight":
+            srv["weight"] = int(words[4])
+        elif words[3:] == ["state", "ready"]:
+            srv["admin"] &= ~0x01
+        elif words[3:] == ["state", "maint"]:
+            srv["admin"] |= 0x01
+        return ""
+
+    def weights(self):
+        """Server -> weight of the servers in service."""
+        return {n: s["weight"] for n, s in self.servers.items() if not s["admin"] & HaproxyProxy.MAINT_MASK}
+
+
 class FakeEngine(ModelEngine):
     def __init__(self, *args, fail_at=None, unhealthy=(), **kwargs):
         super().__init__(STACK, SERVICE, *args, **kwargs)
         self.fail_at = fail_at
         self.unhealthy = set(unhealthy)
         self.max_live = 0
+        self.haproxy = {}  # proxy container id -> its FakeHaproxy (a new process per container)
+
+    def exec(self, container, argv):
+        if argv[:2] == ["bash", "-c"] and "/dev/tcp/127.0.0.1/9999" in argv[2]:
+            return 0, self.haproxy.setdefault(container.id, FakeHaproxy())(argv[4])
+        return super().exec(container, argv)
 
     def record(self, action, change=True):
         super().record(action, change)
@@ -70,7 +126,7 @@ def container(slot_name, release, status="running", colour="main", role="service
 SPEC = {"labels": {}}  # what the engine's model reads of a spec
 
 
-def strategy_for(name, engine, drain=5):
+def strategy_for(name, engine, drain=5, kind="haproxy"):
     slots = Slots(STACK, SERVICE)
     gate = Gate(engine, {"timeout": 5, "http": None, "monitor": 0}, STACK)
     settings = Settings(stop_timeout=3, health_timeout=5)
@@ -78,13 +134,14 @@ def strategy_for(name, engine, drain=5):
         return Exclusive(engine, slots, gate, settings)
     if name == "start_first":
         return StartFirst(engine, slots, gate, settings)
-    proxy = NginxProxy(engine, slots, dict(PROXY_CFG, drain=drain), CONF_DIR, STACK)
+    cls = HaproxyProxy if kind == "haproxy" else NginxProxy
+    proxy = cls(engine, slots, dict(PROXY_CFG, drain=drain, kind=kind), CONF_DIR, STACK)
     return BlueGreen(engine, slots, gate, settings, proxy, drain)
 
 
-def deploy(name, engine, release):
+def deploy(name, engine, release, kind="haproxy"):
     """Execute a rollout to ``release``; returns (strategy, exception or None)."""
-    strategy = strategy_for(name, engine)
+    strategy = strategy_for(name, engine, kind=kind)
     try:
         strategy.execute(SPEC, "hash-%s" % release, release)
     except RolloutFailed as exc:
