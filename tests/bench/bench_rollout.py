@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Rollout benchmarks on the real engine. Prints numbers; asserts nothing about time.
 
-    .venv/bin/python tests/bench/bench_rollout.py [--rate 250] [--only zero_downtime,switch,noop] [--repeat N]
+    .venv/bin/python tests/bench/bench_rollout.py [--rate 250] [--only zero_downtime,switch,noop,proxy] [--repeat N]
+        [--switches 10]
 
 1. zero downtime: a separate process sends a steady load through the blue/green proxy while an upgrade and
    then a rollback run; the same upgrade is then done with community.docker.docker_container recreating a
@@ -11,16 +12,22 @@
    (unhealthy image) and manual rollback wall time for exclusive, start_first and blue_green.
 3. no-op re-run of 10 services: one playbook with tradeops.stack.rollout vs one with
    community.docker.docker_container over the same number of containers.
+4. proxy: keep-alive and ``Connection: close`` clients at --rate through --switches upgrades and as many
+   rollbacks, through the HAProxy proxy and the nginx one, a keep-alive app behind them and Prometheus
+   scraping the app through the proxy every second; the same clients through community.docker.docker_container
+   recreates (the baseline), and through a migration of the proxy from nginx to HAProxy.
 Everything it creates is named t-ro-bench-*, under a temporary state root, and removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import secrets
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -36,6 +43,7 @@ from test_rollout_support import (  # noqa: E402
     LOCAL,
     Load,
     Stack,
+    build_keepalive_images,
     build_test_images,
     docker,
     rollout,
@@ -100,30 +108,7 @@ def bench_zero_downtime(images, rate, tmp):
     book = tmp / "dc.yml"
 
     def dc(image):
-        play = [
-            {
-                "hosts": "localhost",
-                "gather_facts": False,
-                "connection": "local",
-                "vars": {"ansible_python_interpreter": sys.executable},
-                "tasks": [
-                    {
-                        "name": "docker_container",
-                        "community.docker.docker_container": {
-                            "name": name,
-                            "image": image,
-                            "state": "started",
-                            "recreate": True,
-                            "published_ports": [f"127.0.0.1:{port2}:8000"],
-                            "labels": {"tradeops.stack": name},
-                        },
-                    }
-                ],
-            }
-        ]
-        book.write_text(json.dumps(play))
-        run = run_playbook(book, inventory="localhost,", env=LOCAL)
-        assert run.rc == 0, run.output[-2000:]
+        _docker_container(book, name, image, port2)
 
     try:
         dc(images["1"])
@@ -134,6 +119,174 @@ def bench_zero_downtime(images, rate, tmp):
     finally:
         docker("rm", "-f", name, check=False)
     return out
+
+
+# -- 4. the edge proxy under keep-alive load ------------------------------------------------------
+SCRAPE_CONFIG = """global: {scrape_interval: 1s, scrape_timeout: 900ms}
+scrape_configs:
+  - job_name: app
+    static_configs: [{targets: ["%s:8080"]}]
+"""
+
+
+class Scraper:
+    """Prometheus on the stack's network scraping the app through the proxy every second."""
+
+    def __init__(self, stack_name: str, tmp: Path):
+        self.name = "t-ro-bench-prom-" + secrets.token_hex(2)
+        self.stack, self.dir, self.port = stack_name, tmp / self.name, free_port()
+
+    def __enter__(self):
+        self.dir.mkdir()
+        (self.dir / "prometheus.yml").write_text(SCRAPE_CONFIG % f"{self.stack}-app-proxy")
+        network = docker(
+            "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", f"{self.stack}-app-proxy"
+        )
+        docker(
+            "run",
+            "-d",
+            "--name",
+            self.name,
+            "--network",
+            network,
+            "-p",
+            f"127.0.0.1:{self.port}:9090",
+            "--tmpfs",
+            "/prometheus:rw,mode=1777",
+            "-v",
+            f"{self.dir}:/etc/prometheus:ro",
+            "tradeops/prometheus:2.42-bookworm",
+        )
+        self.start = time.time()
+        return self
+
+    def __exit__(self, *exc):
+        docker("rm", "-f", self.name, check=False)
+
+    def scrapes(self) -> dict:
+        """Scrapes since start and how many failed (up == 0), from the raw samples of ``up``."""
+        span = max(1, int(time.time() - self.start))
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("GET", "/api/v1/query?query=up%5B" + str(span) + "s%5D")
+        data = json.loads(conn.getresponse().read())
+        values = [v for series in data["data"]["result"] for _t, v in series["values"]]
+        return {"scrapes": len(values), "failed_scrapes": sum(1 for v in values if v != "1")}
+
+
+def _keepalive_stack(tmp: Path, kind: str):
+    """(stack, port, args): ``args(image, kind=<proxy kind>, **options)`` are the rollout's options."""
+    stack = Stack(tmp)
+    stack.name = "t-ro-bench-" + secrets.token_hex(2)
+    port = free_port()
+
+    def args(image, kind=kind, **kw):
+        return stack.args(
+            "app",
+            image=image,
+            strategy="blue_green",
+            proxy={"listen": port, "port": 8000, "drain": 2, "kind": kind},
+            health={"timeout": 30, "http": {"port": 8000, "path": "/health"}},
+            resources={"memory": "64m", "cpus": 1.0, "pids": 64},
+            **kw,
+        )
+
+    return stack, port, args
+
+
+def _switches(args, images, n):
+    """n upgrades, each followed by a rollback (2n switches)."""
+    walls = []
+    for i in range(n):
+        up, wall = timed(rollout, args(images["2" if i % 2 == 0 else "1"]))
+        assert not up.get("failed"), up.get("msg")
+        back, wall2 = timed(rollout, args(None, state="rolled_back"))
+        assert not back.get("failed"), back.get("msg")
+        walls += [wall, wall2]
+    return {"switches": 2 * n, "rollout_s_p50": round(statistics.median(walls), 1)}
+
+
+def bench_proxy(rate, tmp, n):
+    images = build_keepalive_images()
+    out = {}
+    for kind in ("haproxy", "nginx"):
+        for keep_alive in (True, False):
+            label = "%s, %s" % (kind, "keep-alive" if keep_alive else "Connection: close")
+            work = tmp / label.replace(",", "").replace(" ", "-").replace(":", "")
+            work.mkdir()
+            stack, port, args = _keepalive_stack(work, kind)
+            try:
+                assert not rollout(args(images["1"])).get("failed")
+                with Scraper(stack.name, work) as scraper:
+                    time.sleep(3)
+                    with Load(port, rate, keep_alive=keep_alive) as load:
+                        extra = _switches(args, images, n)
+                    out[label] = {**load.summary(), **extra, **scraper.scrapes()}
+            finally:
+                stack.cleanup()
+            print(json.dumps({label: out[label]}), flush=True)
+
+    # the migration: a stack on the nginx proxy moved to HAProxy by a deploy
+    for keep_alive in (True, False):
+        label = "migration nginx -> haproxy, %s" % ("keep-alive" if keep_alive else "Connection: close")
+        work = tmp / ("migration-%s" % keep_alive)
+        work.mkdir()
+        stack, port, nginx_args = _keepalive_stack(work, "nginx")
+        haproxy_args = _keepalive_stack(work, "haproxy")[2]
+        try:
+            assert not rollout(nginx_args(images["1"])).get("failed")
+            with Load(port, rate, keep_alive=keep_alive) as load:
+                moved = rollout(
+                    {**haproxy_args(images["1"]), "proxy": {**nginx_args(None)["proxy"], "kind": "haproxy"}}
+                )
+                assert not moved.get("failed"), moved.get("msg")
+            out[label] = load.summary()
+        finally:
+            stack.cleanup()
+        print(json.dumps({label: out[label]}), flush=True)
+
+    # the baseline: community.docker.docker_container recreating a container that publishes the port
+    for keep_alive in (True, False):
+        label = "docker_container recreate, %s" % ("keep-alive" if keep_alive else "Connection: close")
+        name = "t-ro-bench-dc-" + secrets.token_hex(2)
+        port = free_port()
+        try:
+            _docker_container(tmp / f"{name}.yml", name, images["1"], port)
+            time.sleep(2)
+            with Load(port, rate, keep_alive=keep_alive) as load:
+                for i in range(2 * n):
+                    _docker_container(tmp / f"{name}.yml", name, images["2" if i % 2 == 0 else "1"], port)
+            out[label] = {**load.summary(), "switches": 2 * n}
+        finally:
+            docker("rm", "-f", name, check=False)
+        print(json.dumps({label: out[label]}), flush=True)
+    return out
+
+
+def _docker_container(book: Path, name: str, image: str, port: int):
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "connection": "local",
+            "vars": {"ansible_python_interpreter": sys.executable},
+            "tasks": [
+                {
+                    "name": "docker_container",
+                    "community.docker.docker_container": {
+                        "name": name,
+                        "image": image,
+                        "state": "started",
+                        "recreate": True,
+                        "published_ports": [f"127.0.0.1:{port}:8000"],
+                        "labels": {"tradeops.stack": name},
+                    },
+                }
+            ],
+        }
+    ]
+    book.write_text(json.dumps(play))
+    run = run_playbook(book, inventory="localhost,", env=LOCAL)
+    assert run.rc == 0, run.output[-2000:]
 
 
 # -- 2. switch gap and rollback time -----------------------------------------------------------
@@ -238,6 +391,7 @@ def main():
     parser.add_argument("--rate", type=float, default=250.0)
     parser.add_argument("--only", default="zero_downtime,switch,noop")
     parser.add_argument("--repeat", type=int, default=1, help="run the selected phases this many times")
+    parser.add_argument("--switches", type=int, default=10, help="proxy phase: upgrades (and as many rollbacks)")
     opts = parser.parse_args()
     images = build_test_images()
     results = {}
@@ -254,6 +408,8 @@ def main():
                     results[name] = bench_switch(images, work)
                 elif name == "noop":
                     results[name] = bench_noop(images, work)
+                elif name == "proxy":
+                    results[name] = bench_proxy(opts.rate, work, opts.switches)
                 print(json.dumps({name: results[name], "run": run + 1}, indent=2), flush=True)
     load = os.getloadavg()
     print(json.dumps({"host": {"cpus": os.cpu_count(), "loadavg": load}}))

@@ -91,6 +91,7 @@ def test_haproxy_drain_keeps_the_old_colour_as_backup(stack, app_images):
     assert back.get("failed") and back["rolled_back"] is True, back
     assert weights(stack) == {"green": 256} and stack.running("app") == [green]
     assert rollout(args(app_images["2"]))["changed"] is False
+    assert rollout(args(app_images["2"]), check=True)["changed"] is False  # check mode reads the real process
     # every switch was made on the process started by the first deploy
     assert docker("inspect", "-f", "{{.State.StartedAt}}", f"{stack.name}-app-proxy") == started
 

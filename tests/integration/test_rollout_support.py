@@ -64,7 +64,10 @@ VERSION = os.environ["APP_VERSION"].encode() + b"\n"
 class App(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # persistent connections, as the reference bot's HTTP face
     def do_GET(self):
-        body = b"ok\n" if self.path == "/health" else VERSION
+        if self.path == "/metrics":  # what Prometheus scrapes through the proxy in the benchmark
+            body = b'app_info{version="' + VERSION.strip() + b'"} 1\n'
+        else:
+            body = b"ok\n" if self.path == "/health" else VERSION
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -394,10 +394,19 @@ class DryEngine(ModelEngine):
         return self.files[path] if path in self.files else self.real.read_text(path)
 
     def query(self, container, argv):
-        real = {c.name: c for c in list(self.real.containers().values()) + self.real.proxies()}.get(container.name)
-        if real is None or real.status != "running" or real.id != container.id:
+        real = self._real_of(container)
+        if real is None:
             return 1, "%s is not running on the Docker host (check mode)" % container.name
         return self.real.exec(real, argv)
+
+    def container_ip(self, container, network):
+        real = self._real_of(container)
+        return super().container_ip(container, network) if real is None else self.real.container_ip(real, network)
+
+    def _real_of(self, container):
+        """The running real container a model container stands for (None: created or changed by the plan)."""
+        found = {c.name: c for c in list(self.real.containers().values()) + self.real.proxies()}.get(container.name)
+        return found if found is not None and found.status == "running" and found.id == container.id else None
 
     def summaries(self):
         return self.real.summaries()
