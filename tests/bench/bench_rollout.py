@@ -46,7 +46,9 @@ from test_rollout_support import (  # noqa: E402
     build_keepalive_images,
     build_test_images,
     docker,
+    http_get,
     rollout,
+    wait_for,
 )
 
 
@@ -137,8 +139,9 @@ class Scraper:
         self.stack, self.dir, self.port = stack_name, tmp / self.name, free_port()
 
     def __enter__(self):
-        self.dir.mkdir()
+        self.dir.mkdir(mode=0o755)  # read by Prometheus's own user
         (self.dir / "prometheus.yml").write_text(SCRAPE_CONFIG % f"{self.stack}-app-proxy")
+        (self.dir / "prometheus.yml").chmod(0o644)
         network = docker(
             "inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}", f"{self.stack}-app-proxy"
         )
@@ -157,6 +160,8 @@ class Scraper:
             f"{self.dir}:/etc/prometheus:ro",
             "tradeops/prometheus:2.42-bookworm",
         )
+        if not wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200, timeout=60):
+            raise AssertionError("Prometheus did not start: %s" % docker("logs", "--tail", "20", self.name))
         self.start = time.time()
         return self
 

@@ -10,7 +10,7 @@
 - ``gate``: the health gate, the post-promotion watch, the metric analysis phases and the waits;
 - ``exclusive``, ``start_first``, ``blue_green``: the strategies, built from an engine, the slots, a gate
   and their settings;
-- ``edge_proxy``: the blue/green edge proxy (nginx) behind a small interface;
+- ``edge_proxy``: the blue/green edge proxy (HAProxy over its runtime API, or nginx) behind a small interface;
 - ``analysis``: the Prometheus metric analysis.
 """
 
