@@ -267,28 +267,33 @@ def bench_proxy(rate, tmp, n):
     return out
 
 
-def _docker_container(book: Path, name: str, image: str, port: int):
-    play = [
+def local_play(*tasks: dict) -> list[dict]:
+    """A play of ``tasks`` on localhost over the local connection, with this Python."""
+    return [
         {
             "hosts": "localhost",
             "gather_facts": False,
             "connection": "local",
             "vars": {"ansible_python_interpreter": sys.executable},
-            "tasks": [
-                {
-                    "name": "docker_container",
-                    "community.docker.docker_container": {
-                        "name": name,
-                        "image": image,
-                        "state": "started",
-                        "recreate": True,
-                        "published_ports": [f"127.0.0.1:{port}:8000"],
-                        "labels": {"tradeops.stack": name},
-                    },
-                }
-            ],
+            "tasks": list(tasks),
         }
     ]
+
+
+def _docker_container(book: Path, name: str, image: str, port: int):
+    play = local_play(
+        {
+            "name": "docker_container",
+            "community.docker.docker_container": {
+                "name": name,
+                "image": image,
+                "state": "started",
+                "recreate": True,
+                "published_ports": [f"127.0.0.1:{port}:8000"],
+                "labels": {"tradeops.stack": name},
+            },
+        }
+    )
     book.write_text(json.dumps(play))
     run = run_playbook(book, inventory="localhost,", env=LOCAL)
     assert run.rc == 0, run.output[-2000:]
@@ -336,47 +341,31 @@ def bench_noop(images, tmp, n=10):
     stack.name = "t-ro-bench-" + secrets.token_hex(2)
     book = tmp / "noop.yml"
     services = [f"s{i}" for i in range(n)]
-    rollout_play = [
+    rollout_play = local_play(
         {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "connection": "local",
-            "vars": {"ansible_python_interpreter": sys.executable},
-            "tasks": [
-                {
-                    "name": "rollout",
-                    "tradeops.stack.rollout": {**stack.args("{{ item }}", image=images["1"], strategy="start_first")},
-                    "loop": services,
-                }
-            ],
+            "name": "rollout",
+            "tradeops.stack.rollout": {**stack.args("{{ item }}", image=images["1"], strategy="start_first")},
+            "loop": services,
         }
-    ]
+    )
     dc_names = [f"{stack.name}-dc{i}" for i in range(n)]
-    dc_play = [
+    dc_play = local_play(
         {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "connection": "local",
-            "vars": {"ansible_python_interpreter": sys.executable},
-            "tasks": [
-                {
-                    "name": "docker_container",
-                    "community.docker.docker_container": {
-                        "name": "{{ item }}",
-                        "image": images["1"],
-                        "state": "started",
-                        "user": "65534:65534",
-                        "read_only": True,
-                        "tmpfs": ["/tmp"],
-                        "cap_drop": ["ALL"],
-                        "memory": "32m",
-                        "labels": {"tradeops.stack": stack.name},
-                    },
-                    "loop": dc_names,
-                }
-            ],
+            "name": "docker_container",
+            "community.docker.docker_container": {
+                "name": "{{ item }}",
+                "image": images["1"],
+                "state": "started",
+                "user": "65534:65534",
+                "read_only": True,
+                "tmpfs": ["/tmp"],
+                "cap_drop": ["ALL"],
+                "memory": "32m",
+                "labels": {"tradeops.stack": stack.name},
+            },
+            "loop": dc_names,
         }
-    ]
+    )
     out = {}
     try:
         for label, play in (("tradeops.stack.rollout", rollout_play), ("community.docker.docker_container", dc_play)):

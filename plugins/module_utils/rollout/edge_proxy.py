@@ -88,7 +88,13 @@ class EdgeProxy:
         _spec, proxy_hash = self.spec()
         if proxy is None or proxy.status != "running" or spec_hash_of(proxy) != proxy_hash:
             return False
-        return self.conf_body() == _without_release(self.render(colour, release_id))
+        if self.conf_body() != _without_release(self.render(colour, release_id)):
+            return False
+        return self.runs(proxy, colour)
+
+    def runs(self, proxy, colour):
+        """The running process serves ``colour`` (nginx: it serves its file, nothing more to read)."""
+        return True
 
     def container(self):
         return self.proxies().get(self.slots.proxy)
@@ -398,9 +404,14 @@ class HaproxyProxy(EdgeProxy):
         )
 
     # -- the runtime state ----------------------------------------------------------------
-    def runtime(self, proxy, commands):
-        """The runtime API's answer to ``commands`` (several joined by ';')."""
-        code, out = self.engine.query(proxy, ["bash", "-c", self.RUNTIME_CLIENT, "runtime", commands])
+    def runtime(self, proxy, commands, write=False):
+        """The runtime API's answer to ``commands`` (several joined by ';').
+
+        ``write``: the commands change the running process, so they go through ``engine.exec`` (recorded,
+        nothing sent on a dry engine); reads go through ``engine.query`` (the real process in check mode too).
+        """
+        call = self.engine.exec if write else self.engine.query
+        code, out = call(proxy, ["bash", "-c", self.RUNTIME_CLIENT, "runtime", commands])
         if code != 0:
             raise RolloutFailed("HAProxy runtime API of %s did not answer: %s" % (proxy.name, out[-300:]))
         return out
@@ -433,11 +444,9 @@ class HaproxyProxy(EdgeProxy):
             wanted[name] = {"addr": self.engine.container_ip(container, self.network), "weight": weight}
         return wanted
 
-    def serves(self, colour, release_id):
-        if not super().serves(colour, release_id):
-            return False
+    def runs(self, proxy, colour):
         try:
-            return _matches(self.runtime_state(self.container()), self.wanted_state(colour))
+            return _matches(self.runtime_state(proxy), self.wanted_state(colour))
         except RolloutFailed:
             return False
 
@@ -453,7 +462,7 @@ class HaproxyProxy(EdgeProxy):
                 commands.append("set server %s addr %s port %d" % (server, wanted[name]["addr"], self.cfg["port"]))
                 commands.append("set server %s weight %d" % (server, wanted[name]["weight"]))
                 commands.append("set server %s state ready" % server)
-        answer = self.runtime(proxy, "; ".join(commands))
+        answer = self.runtime(proxy, "; ".join(commands), write=True)
         if self.engine.dry:
             return
         state = self.runtime_state(proxy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from ansible_collections.tradeops.stack.plugins.module_utils.rollout.engine import DryEngine
 
 from . import fake_engine
 from .fake_engine import CONF_DIR, FakeEngine, container, strategy_for
@@ -191,6 +192,22 @@ def test_haproxy_serves_only_what_the_running_process_says():
     assert not strategy.is_noop("hash-r1")  # not the address of the blue container
     runtime("set server tradeops_backend/blue addr model-ip-of-t-app-blue port 8000")
     assert strategy.is_noop("hash-r1")
+
+
+def test_check_mode_reads_the_running_haproxy_and_never_sets_a_server():
+    """The dry engine reads the real process's servers (to decide the plan) but a planned switch sends
+    nothing to it: a check-mode deploy once moved the live proxy's servers to the plan's colour."""
+    real = FakeEngine(images={"p:1": "sha256:p"})
+    assert fake_engine.deploy("blue_green", real, "r1")[1] is None
+    runtime = real.haproxy[real.model["t-app-proxy"].id]
+    sent = list(runtime.commands)
+    dry = DryEngine(real)
+    strategy = strategy_for("blue_green", dry)
+    assert strategy.is_noop("hash-r1")
+    strategy.execute(fake_engine.SPEC, "hash-r2", "r2")
+    assert "switch t-app-proxy upstream -> t-app-green" in dry.actions
+    assert [c for c in runtime.commands if not c.startswith("show ")] == [c for c in sent if not c.startswith("show ")]
+    assert served(real, "haproxy") == ["blue"] and strategy_for("blue_green", real).is_noop("hash-r1")
 
 
 def test_the_haproxy_spec_is_hardened_and_restarts_only_on_a_config_change():
