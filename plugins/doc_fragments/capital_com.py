@@ -77,6 +77,6 @@ options:
     type: bool
     default: true
 requirements:
-  - requests >= 2.25
-  - cryptography (only with O(encrypted_password=true))
+  - requests >= 2.28.1
+  - cryptography >= 42 (only with O(encrypted_password=true))
 """

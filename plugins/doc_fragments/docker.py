@@ -25,5 +25,5 @@ options:
     type: int
     default: 60
 requirements:
-  - docker (Python SDK) >= 5.0
+  - docker (Python SDK) >= 5.0.3
 """

@@ -81,7 +81,7 @@ options:
     type: int
     default: 5000000
 requirements:
-  - docker (Python SDK) >= 5.0
+  - docker (Python SDK) >= 5.0.3
 author:
   - tradeops.stack contributors (@tradeops-stack)
 """

@@ -160,7 +160,7 @@ options:
     type: int
     default: 0
 requirements:
-  - docker (Python SDK) >= 5.0
+  - docker (Python SDK) >= 5.0.3
 notes:
   - Runs on the Docker host; Prometheus must be reachable from there for O(state=status). When it is not reachable
     while a block is closed, the block is closed anyway and the report says that activity is unknown.

@@ -175,6 +175,7 @@ def test_local_inventory_description_is_valid():
     # templated values are resolved by Ansible; give them plausible stand-ins here
     services = yaml.safe_load(
         raw.replace('"{{ tradeops_proxy_port }}"', "18080")
+        .replace('"{{ tradeops_proxy_kind }}"', data["tradeops_proxy_kind"])
         .replace('"{{ tradeops_broker_port }}:8080"', '"18081:8080"')
         .replace('"{{ tradeops_broker_emulator }}"', "true")
         .replace(
