@@ -166,6 +166,43 @@ def atomic_write_json(path, data, mode=0o640):
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode=mode)
 
 
+@contextmanager
+def undone_on_error(*paths):
+    """Changes to ``paths`` inside the block are undone when the block raises: each file is put back as it
+    was (or removed when it did not exist), so that a change whose audit line could not be written (full
+    disk) is no change. The old content is kept by a hard link, not a copy: putting it back is a rename,
+    which needs no free space. The error is re-raised as a StateError saying whether the undo worked."""
+    kept = {}
+    for path in paths:
+        keep = None
+        if os.path.exists(path):
+            keep = "%s.undo-%d" % (path, os.getpid())
+            with suppress(OSError):
+                os.unlink(keep)
+            os.link(path, keep)
+        kept[path] = keep
+    try:
+        yield
+    except Exception as exc:
+        failed = []
+        for path, keep in kept.items():
+            try:
+                if keep is not None:
+                    os.replace(keep, path)
+                elif os.path.exists(path):
+                    os.unlink(path)
+            except OSError as undo:
+                failed.append("%s (%s)" % (path, undo.strerror or undo))
+        if failed:
+            raise StateError("%s; the change could NOT be undone: check %s" % (exc, ", ".join(failed)))
+        raise StateError("%s; the change was undone (%s as before): nothing was changed" % (exc, ", ".join(paths)))
+    else:
+        for keep in kept.values():
+            if keep is not None:
+                with suppress(OSError):
+                    os.unlink(keep)
+
+
 def read_json(path, default=None):
     """The parsed file, or ``default`` when it does not exist. A corrupt file is an error, never ``default``."""
     try:

@@ -239,6 +239,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     atomic_write_json,
     iso,
     read_json,
+    undone_on_error,
 )
 
 AUDIT_RESERVED = ("ts", "stack", "user", "host")
@@ -273,13 +274,16 @@ class StateWriter:
             raise StateError("manifest %s does not exist on this host (%s)" % (manifest_id, path))
         return manifest
 
-    def write_manifest(self, manifest, history, make_current):
-        """<id>.json, then the history, then current.json: current never names a file that is not there."""
+    def write_manifest(self, manifest, history, event, **fields):
+        """<id>.json, then the history, then current.json (current never names a file that is not there), then
+        the audit line ``event``: all of it or, when a write or the audit line fails (full disk), none of it."""
         self.state.ensure()
-        atomic_write_json(self.path("manifests", "%s.json" % manifest["id"]), manifest)
-        atomic_write_json(self.path("manifests", "history.json"), history)
-        if make_current:
-            atomic_write_json(self.path("manifests", "current.json"), manifest)
+        paths = [self.path("manifests", name) for name in ("%s.json" % manifest["id"], "history.json", "current.json")]
+        with undone_on_error(*paths):
+            atomic_write_json(paths[0], manifest)
+            atomic_write_json(paths[1], history)
+            atomic_write_json(paths[2], manifest)
+            self.state.audit(event, "ok", manifest=manifest["id"], holder=self.p["lock_holder"], **fields)
 
     # -- guards -------------------------------------------------------------------------------
     def require_lock(self):
@@ -364,16 +368,14 @@ class StateWriter:
             return self.manifest_result(False, current, manifest, history, before_record)
         history = merge_history(history, manifest)
         if not self.check:
-            self.write_manifest(manifest, history, make_current=True)
-            self.state.audit(
+            self.write_manifest(
+                manifest,
+                history,
                 "manifest_commit",
-                "ok",
-                manifest=manifest["id"],
                 previous=current.get("id"),
                 kind=p["kind"],
                 reason=p["reason"],
                 created_by=p["created_by"],
-                holder=p["lock_holder"],
             )
         return self.manifest_result(True, current, manifest, history, before_record)
 
@@ -388,8 +390,7 @@ class StateWriter:
             return self.manifest_result(False, current, manifest, history, before_record)
         history = merge_history(history, manifest)
         if not self.check:
-            self.write_manifest(manifest, history, make_current=True)
-            self.state.audit("manifest_known_good", "ok", manifest=manifest_id, holder=self.p["lock_holder"])
+            self.write_manifest(manifest, history, "manifest_known_good")
         return self.manifest_result(True, current, manifest, history, before_record)
 
     def activate(self):
@@ -403,14 +404,7 @@ class StateWriter:
             return self.manifest_result(False, current, target, history, before_record)
         history = merge_history(history, target)
         if not self.check:
-            self.write_manifest(target, history, make_current=True)
-            self.state.audit(
-                "manifest_activate",
-                "ok",
-                manifest=manifest_id,
-                previous=current.get("id"),
-                holder=self.p["lock_holder"],
-            )
+            self.write_manifest(target, history, "manifest_activate", previous=current.get("id"))
         return self.manifest_result(True, current, target, history, before_record)
 
     def flags(self):
@@ -429,13 +423,16 @@ class StateWriter:
         renders = self.flag_files(effective)
         changed = after != before or bool(renders)
         if not self.check:
-            if after != before:
-                self.make_dir(self.path("config"))
-                atomic_write_json(path, after, mode=0o644)  # not secret: the flag set every render starts from
-                self.state.audit("flags_overrides", "ok", before=before, after=after, holder=self.p["lock_holder"])
-            for file, content in sorted(renders.values()):
+            self.make_dir(self.path("config"))
+            for file, _content in renders.values():
                 self.make_dir(os.path.dirname(file))
-                atomic_write_json(file, content, mode=0o644)  # mounted read-only into the service
+            # the overrides, their audit line and every render: all of it or, on a full disk, none of it
+            with undone_on_error(path, *sorted(file for file, _content in renders.values())):
+                if after != before:
+                    atomic_write_json(path, after, mode=0o644)  # not secret: the flag set every render starts from
+                    self.state.audit("flags_overrides", "ok", before=before, after=after, holder=self.p["lock_holder"])
+                for file, content in sorted(renders.values()):
+                    atomic_write_json(file, content, mode=0o644)  # mounted read-only into the service
         return dict(
             changed=changed,
             overrides=after,

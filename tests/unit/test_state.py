@@ -172,6 +172,35 @@ def test_a_lock_change_whose_audit_line_does_not_fit_is_undone(state, tmp_path):
     assert lock.read()["holder"] == "carol"  # the release is undone too: it was not audited
 
 
+def test_changes_whose_audit_line_does_not_fit_are_undone_without_free_space(state, tmp_path):
+    """undone_on_error: the manifest files a stack_state commit writes, then its audit line; when the line does
+    not fit, every file is as before (the old content was kept by a hard link, put back by a rename)."""
+    current, history, new = (state.sub("manifests", n) for n in ("current.json", "history.json", "m2.json"))
+    os.makedirs(state.sub("manifests"), exist_ok=True)
+    _state.atomic_write_json(current, {"id": "m1"})
+    _state.atomic_write_json(history, [{"id": "m1"}])
+    state.audit("first", "ok")
+    size = os.path.getsize(state.sub("audit.log"))
+    body = [
+        "with _state.undone_on_error(%r, %r, %r):" % (new, history, current),
+        "    _state.atomic_write_json(%r, {'id': 'm2'})" % new,
+        "    _state.atomic_write_json(%r, [{'id': 'm1'}, {'id': 'm2'}])" % history,
+        "    _state.atomic_write_json(%r, {'id': 'm2'})" % current,
+        "    state.audit('manifest_commit', 'ok', manifest='m2', reason='x' * 300)",
+    ]
+    res = run_limited(tmp_path, size + 400, body)
+    assert res["ok"] is False and "nothing was changed" in res["error"], res
+    assert state.sub("audit.log") in res["error"], res
+    assert json.load(open(current)) == {"id": "m1"} and json.load(open(history)) == [{"id": "m1"}]
+    assert sorted(os.listdir(state.sub("manifests"))) == ["current.json", "history.json"]  # no m2, no .undo file
+    assert [e["action"] for e in state.read_audit()] == ["first"]
+    # the same block, room enough: everything stays and the kept links are gone
+    res = run_limited(tmp_path, 10**6, body)
+    assert res["ok"] is True, res
+    assert json.load(open(current)) == {"id": "m2"} and json.load(open(history))[-1] == {"id": "m2"}
+    assert sorted(os.listdir(state.sub("manifests"))) == ["current.json", "history.json", "m2.json"]
+
+
 def test_a_torn_line_of_an_older_version_does_not_hide_the_rest_of_the_log(state):
     good = json.dumps({"action": "lock_acquire", "result": "ok", "ts": "2026-11-30T10:00:00Z"})
     glued = json.dumps({"action": "lock_release", "result": "ok", "ts": "2026-11-30T10:05:00Z"})
