@@ -255,11 +255,6 @@ def _leaves(value, path):
         yield path, value
 
 
-def _is_broker_url_key(key):
-    key = str(key).upper()
-    return "BROKER" in key and ("URL" in key or "HOST" in key)
-
-
 def _live_problems(label, svc, emulator_hosts):
     """A paper stack's service must not name a live broker anywhere, and its broker URLs must be paper."""
     problems = []
@@ -271,11 +266,18 @@ def _live_problems(label, svc, emulator_hosts):
                 "%s: %s names the LIVE broker host %s in a paper stack (a paper stack talks only to %s or a broker "
                 "emulator in tradeops_broker_emulator_hosts)" % (label, field, ", ".join(hosts), _rules.DEMO_REST_HOST)
             )
+    # every broker endpoint, in env or any other field, decided by the allow-list (an IP literal is live)
     env = svc.get("env") if isinstance(svc.get("env"), dict) else {}
-    for key, value in env.items():
-        if _is_broker_url_key(key) and str(value or "").strip() and not _rules.live_broker_mentions(value):
+    endpoints = [("env.%s" % key, key, value) for key, value in env.items()]
+    endpoints += [
+        (path.replace("field '.", "", 1), None, value)
+        for path, value in _leaves({k: v for k, v in svc.items() if k not in ("name", "env")}, "field '")
+    ]
+    for field, key, value in endpoints:
+        value = "" if value is None or isinstance(value, bool) else str(value)
+        if _rules.is_broker_endpoint(value, key) and not _rules.live_broker_mentions(value):
             try:
-                _rules.refuse_live_broker(str(value), emulator_hosts, option="field 'env.%s'" % key)
+                _rules.refuse_live_broker(value, emulator_hosts, option="field '%s'" % field)
             except _rules.RuleError as exc:
                 problems.append("%s: %s" % (label, exc))
     return problems
@@ -403,6 +405,11 @@ def stack_problems(
             if name in names:
                 problems.append("%s: declared twice (field 'name' must be unique)" % label)
             names.append(name)
+        secrets = svc.get("secrets")
+        for index_s, secret in enumerate(secrets if isinstance(secrets, list) else []):
+            problem = _rules.name_problem("secret", secret)
+            if problem:
+                problems.append("%s: field 'secrets[%d]' %r is invalid: %s" % (label, index_s, secret, problem))
         strategy = svc.get("strategy", "start_first")
         if strategy == "blue_green" and not svc.get("proxy"):
             problems.append("%s: strategy blue_green needs field 'proxy' ({listen, port})" % label)
@@ -551,7 +558,7 @@ def looks_secret(name):
 
 
 def name_problem(value, kind):
-    """Why ``value`` is not a valid ``kind`` name (stack, service, flag, block), or '' (the collection's rule)."""
+    """Why ``value`` is not a valid ``kind`` name (stack, service, flag, block, secret), or '' (the rule)."""
     return _rules.name_problem(kind, value) or ""
 
 

@@ -126,6 +126,39 @@ def refuse_live_broker(url, emulator_hosts=(), allow_live=False, option="base_ur
     return kind
 
 
+# What marks a value as a broker endpoint that the allow-list must decide, wherever it is in
+# a service's description: an env name about the broker, or a URL with the shape of
+# Capital.com's API: the REST base (/api/v1) or one of its resources, or the streaming
+# endpoint (ws(s)://.../connect). Other URLs (a webhook, Prometheus's /api/v1/query) are not.
+_BROKER_KEY = re.compile(r"BROKER|CAPITAL", re.IGNORECASE)
+_BROKER_KEY_ENDPOINT = re.compile(r"URL|HOST|ENDPOINT|API|STREAM", re.IGNORECASE)
+_BROKER_REST_PATH = re.compile(
+    r"/api/v1/?(?:(?:session|ping|time|accounts|markets|marketnavigation|positions|workingorders|confirms|prices|"
+    r"history|watchlists|clientsentiment)(?:/.*)?)?",
+    re.IGNORECASE,
+)
+_BROKER_STREAM_PATH = re.compile(r"/connect/?")
+_URL_START = re.compile(r"\s*(%s)://" % "|".join(BROKER_SCHEMES), re.IGNORECASE)
+
+
+def is_broker_endpoint(value, key=None):
+    """Whether ``value`` (an env value under ``key``, or any field value) names a broker endpoint."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    key = None if key is None else str(key)
+    if key is not None and _BROKER_KEY.search(key) and _BROKER_KEY_ENDPOINT.search(key) and not looks_secret(key):
+        return True  # CAPITAL_API_KEY is a secret (refused in env on its own), not an endpoint
+    if not _URL_START.match(value):
+        return False
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        return True  # a malformed URL that looks like one: let the strict parser say why
+    if parts.scheme.lower() in ("ws", "wss"):
+        return bool(_BROKER_STREAM_PATH.fullmatch(parts.path))
+    return bool(_BROKER_REST_PATH.fullmatch(parts.path))
+
+
 def live_broker_mentions(value):
     """The live broker hosts named anywhere in a free-form value (env values, command lines, secrets).
 
@@ -152,12 +185,15 @@ _NAME_REGEXES = {
     "service": r"[a-z][a-z0-9_]{0,39}",
     "flag": r"[a-z][a-z0-9_]{0,62}",
     "block": r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
+    # a file name under the secrets directory and /run/secrets/<name>
+    "secret": r"[a-z][a-z0-9_]{0,63}",
 }
 _NAME_EXPECTED = {  # what a message says a name must be
     "stack": "1-40 characters, lower-case letters, digits, '-' or '_', starting with a letter",
     "service": "1-40 lower-case letters, digits or '_', starting with a letter",
     "flag": "1-63 lower-case letters, digits or '_', starting with a letter",
     "block": "1-64 characters, letters, digits, '.', '_' or '-', starting with a letter or digit",
+    "secret": "1-64 lower-case letters, digits or '_', starting with a letter",
 }
 # kind -> (compiled whole-string pattern, what it expects)
 NAME_PATTERNS = {kind: (re.compile(regex), _NAME_EXPECTED[kind]) for kind, regex in _NAME_REGEXES.items()}
@@ -165,7 +201,7 @@ RESERVED_BLOCK_IDS = ("active",)
 
 
 def name_problem(kind, value):
-    """Why ``value`` is not a valid ``kind`` name (stack, service, flag, block), or None."""
+    """Why ``value`` is not a valid ``kind`` name (stack, service, flag, block, secret), or None."""
     pattern, expected = NAME_PATTERNS[kind]
     if not isinstance(value, str) or not pattern.fullmatch(value):
         return "expected %s" % expected

@@ -299,6 +299,13 @@ def test_an_active_block_blocks_a_deploy(stack):
         run = stack.play("restore", tradeops_restore_backup="t-fake.dump", tradeops_restore_confirm=True)
         assert run.rc != 0 and "restore is frozen, nothing was changed" in run.output, run.output[-4000:]
         assert sorted(p.name for p in backups.iterdir()) == dumps_before  # no safety backup was taken either
+        # a whole-stack rollback too: refused before it restores the manifest's flags
+        manifest_before = stack.manifest()["id"]
+        run = stack.play("rollback")
+        assert run.rc != 0 and "rollback is frozen, nothing was changed" in run.output, run.output[-4000:]
+        assert (overrides.read_text() if overrides.exists() else None) == overrides_before
+        assert stack.manifest()["id"] == manifest_before
+        assert {k: v["started"] for k, v in stack.running().items()} == before
         # forced: the flip happens and the override is audited with the block and the operation
         run = stack.play(
             "flags", tradeops_flag="pause_new_orders", tradeops_flag_value="true", tradeops_allow_during_block=True

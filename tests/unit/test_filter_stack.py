@@ -245,6 +245,26 @@ def test_broker_url_variables_must_be_paper_and_well_formed():
     assert named == []
 
 
+@pytest.mark.parametrize(
+    "field, where",
+    [
+        ({"env": {"CAPITAL_API": "http://10.0.0.5/api/v1"}}, "env.CAPITAL_API"),
+        ({"env": {"MARKET_FEED": "wss://203.0.113.7/connect"}}, "env.MARKET_FEED"),
+        ({"command": ["bot", "--rest", "https://[2001:db8::1]/api/v1"]}, "command[2]"),
+    ],
+)
+def test_an_ip_literal_broker_endpoint_in_any_variable_is_live(field, where):
+    problems = stack_problems([svc("w", **field)], SPECS)
+    assert any("is not a paper broker host" in p and where in p for p in problems), problems
+    assert stack_problems([svc("w", **field)], SPECS, trading_mode="live", live_approved=True) == []
+
+
+def test_a_secret_name_is_a_whole_file_name():
+    problems = stack_problems([svc("w", secrets=["db_pass\n", "ok"])], SPECS)
+    assert any("field 'secrets[0]' 'db_pass\\n' is invalid" in p for p in problems), problems
+    assert not any("secrets[1]" in p for p in problems)
+
+
 def test_stack_level_broker_urls_and_stack_name_are_checked():
     problems = stack_problems(
         [svc("w")],

@@ -107,6 +107,7 @@ def test_live_broker_mentions_in_free_text(value, hosts):
         ("stack", ["cdb", "c-d_b", "a" * 40], ["cdb\n", "Cdb", "1cdb", "a" * 41, "", "c db", None, "cdb/.."]),
         ("service", ["db_writer", "a1"], ["db-writer", "db_writer\n", "Db", "_a", ""]),
         ("block", ["2026-12-01.btc", "B1_x"], ["nl\n", ".hidden", "active", "a" * 65, "a/b", ""]),
+        ("secret", ["postgres_password", "k1"], ["db_pass\n", "Db", "../x", "a-b", "", "a" * 65]),
     ],
 )
 def test_names_match_the_whole_string(kind, good, bad):
@@ -260,3 +261,22 @@ def test_flag_names():
     for bad in ("Pause", "pause\n", "1x", "a" * 64, "pause-new"):
         with pytest.raises(RuleError, match="flag .* is invalid"):
             _rules.check_name("flag", bad, option="flag")
+
+
+@pytest.mark.parametrize(
+    "value, key, expected",
+    [
+        ("http://10.0.0.5/api/v1", "CAPITAL_API", True),  # a broker name in the key
+        ("capital-emulator", "BROKER_HOST", True),
+        ("wss://10.0.0.5/connect", None, True),  # Capital.com's streaming path in any field
+        ("https://10.0.0.5/api/v1/markets", "FEED", True),  # its REST path
+        ("http://10.0.0.5:8080/api/v1", "UPSTREAM", True),  # the REST base
+        ("http://prometheus:9090/api/v1/query", "PROMETHEUS_URL", False),  # Prometheus's API, not the broker's
+        ("http://alertmanager:9093/-/ready", "WEBHOOK_URL", False),
+        ("s3cr3t", "CAPITAL_API_KEY", False),  # a secret, refused in env by its own rule
+        ("", "BROKER_BASE_URL", False),
+        (None, "BROKER_BASE_URL", False),
+    ],
+)
+def test_is_broker_endpoint(value, key, expected):
+    assert _rules.is_broker_endpoint(value, key) is expected
