@@ -39,6 +39,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     caller_identity,
     iso,
     read_json,
+    undone_on_error,
     utcnow,
 )
 
@@ -476,19 +477,22 @@ class PaperBlock:
             atomic_write_text(paths["svg"], report.pop("_svg"))
             atomic_write_text(paths["markdown"], render_markdown(report))
             atomic_write_json(paths["json"], report)
-            with self.stack_state.mutex("blocks"):
-                atomic_write_json(self.block_path(block["id"]), closed)  # history first, then lift the freeze
-                os.unlink(self.stack_state.sub("blocks", "active.json"))
-            self.stack_state.audit(
-                "paper_block_%s" % ("complete" if final == "completed" else "abort"),
-                "ok",
-                block=block["id"],
-                reason=self.options.reason,
-                duration_seconds=round(report["duration_seconds"], 3),
-                totals=report["totals"],
-                zai_episodes=len(report["zai_episodes"]),
-                manifest_changed=report["manifest_changed"],
-            )
+            active = self.stack_state.sub("blocks", "active.json")
+            # history first, then lift the freeze, then the audit line: all of it or, when the line does not
+            # fit (full disk), none of it: the block stays active and frozen, as status shows
+            with self.stack_state.mutex("blocks"), undone_on_error(self.block_path(block["id"]), active):
+                atomic_write_json(self.block_path(block["id"]), closed)
+                os.unlink(active)
+                self.stack_state.audit(
+                    "paper_block_%s" % ("complete" if final == "completed" else "abort"),
+                    "ok",
+                    block=block["id"],
+                    reason=self.options.reason,
+                    duration_seconds=round(report["duration_seconds"], 3),
+                    totals=report["totals"],
+                    zai_episodes=len(report["zai_episodes"]),
+                    manifest_changed=report["manifest_changed"],
+                )
             metrics_file = self.write_metrics(None, now, zai=False, window=None)
         else:
             report.pop("_svg", None)

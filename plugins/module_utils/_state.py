@@ -187,7 +187,9 @@ def undone_on_error(*paths):
         failed = []
         for path, keep in kept.items():
             try:
-                if keep is not None:
+                if keep is not None and os.path.exists(path) and os.path.samefile(keep, path):
+                    os.unlink(keep)  # never replaced; rename() between two links of one file does nothing
+                elif keep is not None:
                     os.replace(keep, path)
                 elif os.path.exists(path):
                     os.unlink(path)
@@ -195,7 +197,9 @@ def undone_on_error(*paths):
                 failed.append("%s (%s)" % (path, undo.strerror or undo))
         if failed:
             raise StateError("%s; the change could NOT be undone: check %s" % (exc, ", ".join(failed)))
-        raise StateError("%s; the change was undone (%s as before): nothing was changed" % (exc, ", ".join(paths)))
+        names = ", ".join(os.path.basename(p) for p in paths)
+        where = os.path.dirname(paths[0]) if len({os.path.dirname(p) for p in paths}) == 1 else "their folders"
+        raise StateError("%s; the change was undone (%s in %s as before): nothing was changed" % (exc, names, where))
     else:
         for keep in kept.values():
             if keep is not None:

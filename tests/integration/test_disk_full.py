@@ -191,3 +191,44 @@ def test_the_secret_fingerprint_key_is_never_left_cut_short(tmpfs, tmp_path):
     key.write_bytes(b"")
     res = run_module("tradeops.stack.rollout", args)
     assert res.get("failed") and f"secret fingerprint key {key} is damaged (0 bytes" in res["msg"], res
+
+
+def stack_state(root: Path, **args) -> dict:
+    return run_module("tradeops.stack.stack_state", {"stack": STACK, "state_root": str(root), **args})
+
+
+def test_manifest_commits_on_a_full_disk_are_whole_and_audited_or_absent(tmpfs):
+    """stack_state commit writes <id>.json, the history and current.json, then its audit line: on a full disk
+    either all of it happens or none of it (no current or history entry without its manifest_commit line)."""
+    holder = "deploy t@bastion"
+    assert not deploy_lock(tmpfs, holder=holder, reason="fill").get("failed")
+    home = tmpfs / STACK
+    filler = Filler(tmpfs)
+    filler.free(24576)
+    failures, current = [], ""
+    for i in range(60):
+        res = stack_state(
+            tmpfs,
+            action="commit",
+            lock_holder=holder,
+            expected_current=current,
+            manifest={"services": {"svc": {"image": f"app:{i}", "pad": "p" * (400 * (i % 6))}}},
+            reason="r" * (300 * (i % 7)),
+        )
+        if res.get("failed"):
+            failures.append(res["msg"])
+            assert NOSPACE in res["msg"] and str(home) in res["msg"], res["msg"]
+        else:
+            current = res["manifest"]["id"]
+        committed = {e["manifest"] for e in audit_lines(tmpfs) if e["action"] == "manifest_commit"}
+        on_disk = json.loads((home / "manifests" / "current.json").read_text())["id"] if current else ""
+        assert on_disk == current, (on_disk, current)
+        history = json.loads((home / "manifests" / "history.json").read_text()) if current else []
+        assert {r["id"] for r in history} <= committed, "a history entry without its audit line"
+        left = [n for n in os.listdir(home / "manifests") if ".undo-" in n or n.startswith(".")]
+        assert not left, (left, res.get("msg"))
+        if len(failures) >= 4:
+            break
+    assert failures, "the disk never filled up: the test proves nothing"
+    assert any("nothing was changed" in f for f in failures) or all("cannot write state file" in f for f in failures)
+    print("failures:", *failures, sep="\n  ")
