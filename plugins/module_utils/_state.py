@@ -518,6 +518,11 @@ class DeployLock:
                         raise StateError(self._held_message(current, stale))
                     else:
                         current = "wait"
+                if current and current != "wait" and current.get("holder") == holder:
+                    # one's own lock again: a renewal of its lease, not an action (no audit line)
+                    lock = dict(current, expires_at=utcnow() + ttl, ttl=ttl)
+                    atomic_write_json(self.file, lock)
+                    return lock, False, None
                 if current != "wait":
                     now = utcnow()
                     lock = {

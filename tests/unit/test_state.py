@@ -35,8 +35,11 @@ def test_lock_is_exclusive_names_the_holder_and_renews_for_the_same_holder(state
     lock = _state.DeployLock(state)
     _, changed, _ = lock.acquire("alice@bastion", "deploy 1.4.2", ttl=60)
     assert changed
-    _, changed, _ = lock.acquire("alice@bastion", "deploy 1.4.2", ttl=60)
-    assert not changed
+    first = lock.read()
+    lines = len(state.read_audit())
+    renewed, changed, _ = lock.acquire("alice@bastion", "deploy 1.4.2", ttl=120)
+    assert not changed and len(state.read_audit()) == lines  # a renewal, not an action: no audit line
+    assert renewed["acquired_at"] == first["acquired_at"] and renewed["expires_at"] >= first["expires_at"] + 60
     with pytest.raises(_state.StateError, match="held by 'alice@bastion'.*deploy 1.4.2"):
         lock.acquire("bob@bastion", "hotfix", ttl=60)
     with pytest.raises(_state.StateError, match="not by 'bob@bastion'"):
