@@ -3,8 +3,12 @@ dry run recorded; a rollback starts from the stored spec."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.tradeops.stack.plugins.module_utils._state import atomic_write_json
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout import RolloutFailed
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.engine import split_ref
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.runner import Runner
@@ -151,3 +155,25 @@ def test_blue_green_through_the_runner(tmp_path, images):
 
 def test_split_ref():
     assert split_ref("registry:5000/app:1.2") == ("registry:5000/app", "1.2")
+
+
+def test_a_block_opened_while_the_rollout_waited_for_the_lock_freezes_it(tmp_path, images):
+    """The freeze is decided again once the rollout holds the lock: a paper block that opened while it waited
+    (paper_block opens one only under the same lock) stops it before any change."""
+    engine = FakeEngine(images=images)
+    first = run(tmp_path, engine)
+    engine.actions.clear()
+    runner = Runner(FakeModule(module_params(tmp_path, image="t/app:2", reason="upgrade")), engine=engine)
+    acquire = runner.lease.acquire
+
+    def block_opens_first():
+        os.makedirs(runner.state.sub("blocks"), exist_ok=True)
+        record = {"id": "b1", "status": "active", "started_at": time.time(), "operator": "bob", "reason": "72h"}
+        atomic_write_json(runner.state.sub("blocks", "active.json"), record)
+        acquire()
+
+    runner.lease.acquire = block_opens_first
+    with pytest.raises(RolloutFailed, match="paper block b1 is active"):
+        runner.run()
+    assert engine.actions == [] and engine.release("t-app") == first["release"]
+    assert not os.path.exists(runner.state.sub("lock.json"))  # released again
