@@ -14,6 +14,7 @@ The role's task files run the steps; what each step acts on is decided here:
 - ``verify_verdict``: the verify summary (lines, problems, ok) from what verify read.
 - ``rollback_target``: the stack release manifest a stack rollback goes back to.
 - ``flag_flip``: a flag flip's value before and after, and the services that read the flag.
+- ``rollout_outcome``: what one rollout call reported, as the record the other decisions read.
 - ``run_summary``: the closing summary of a deploy or a rollback (per service from -> to,
   strategy, time, result; the manifest and its known-good status; the total time) and the
   ``set_stats`` data an AWX workflow reads.
@@ -49,6 +50,36 @@ def _names(services):
 
 def _changed_services(order, names):
     return [svc for svc in order if svc["name"] in names]
+
+
+# --------------------------------------------------------------------------------------------- outcome
+def rollout_outcome(result, service):
+    """The outcome record of one rollout call (``result``, the module's result or the finished job's) for
+    ``service`` (its description): operation, changed, failed, the release before and after, why it failed,
+    the strategy, the running containers and the image, image id and digest of the release it serves."""
+    r, svc = _plain(result or {}), _plain(service or {})
+    failed = bool(r.get("failed"))
+    attempted = r.get("attempted_release") or r.get("release") or "-"
+    image = next((rel.get("image") for rel in r.get("releases") or [] if rel.get("id") == attempted), None)
+    containers = r.get("containers") or []
+    serving = [c for c in containers if c.get("release") is not None and c["release"] == r.get("release")]
+    return {
+        "operation": r.get("operation", "unknown"),
+        "changed": bool(r.get("changed")),
+        "failed": failed,
+        "release": r.get("release"),
+        "previous_release": r.get("previous_release"),
+        "spec_hash": r.get("spec_hash"),
+        "rolled_back": bool(r.get("rolled_back")),
+        "rollback_failed": bool(r.get("rollback_failed")),
+        "seconds": (r.get("timings") or {}).get("total"),
+        "reason": (r["reason"] if "reason" in r else r.get("msg", "")) if failed else "",
+        "strategy": r.get("strategy") or svc.get("strategy") or DEFAULT_STRATEGY,
+        "containers": [c["name"] for c in containers if c.get("running")],
+        "image": image or svc.get("image"),
+        "image_id": serving[0].get("image_id") if serving else None,
+        "image_digest": serving[0].get("image_digest") if serving else None,
+    }
 
 
 # --------------------------------------------------------------------------------------------- deploy
@@ -466,4 +497,5 @@ class FilterModule(object):
             "rollback_target": rollback_target,
             "flag_flip": flag_flip,
             "run_summary": run_summary,
+            "rollout_outcome": rollout_outcome,
         }

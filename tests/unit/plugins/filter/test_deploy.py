@@ -10,6 +10,7 @@ from ansible_collections.tradeops.stack.plugins.filter.deploy import (
     flag_flip,
     release_manifest_body,
     rollback_target,
+    rollout_outcome,
     run_summary,
     verify_verdict,
 )
@@ -28,6 +29,7 @@ def test_every_filter_is_registered():
         "rollback_target",
         "flag_flip",
         "run_summary",
+        "rollout_outcome",
     }
 
 
@@ -535,3 +537,64 @@ def test_a_rollback_summary_reads_the_rollback_phase():
     summary = run_summary(outcomes, kind="rollback", order=ORDER, before=after, manifest=good, stack="cdb", host="h1")
     assert summary["lines"] == ["ROLLBACK ok: cdb on h1", "  api: api:2.0 -> api:1.0 (rollback, start_first): ok",
                                 "  manifest m1 (known-good)"]  # fmt: skip
+
+
+SVC = {"name": "api", "image": "app:2", "strategy": "blue_green"}
+
+
+def test_rollout_outcome_of_an_upgrade_names_the_serving_image():
+    result = {
+        "changed": True,
+        "operation": "upgrade",
+        "release": "r2",
+        "previous_release": "r1",
+        "spec_hash": "h2",
+        "strategy": "blue_green",
+        "timings": {"total": 7.8},
+        "releases": [{"id": "r1", "image": "app:1"}, {"id": "r2", "image": "app:2"}],
+        "containers": [
+            {"name": "cdb-api-green", "release": "r2", "running": True, "image_id": "sha256:2", "image_digest": "d2"},
+            {"name": "cdb-api-blue", "release": "r1", "running": False, "image_id": "sha256:1"},
+            {"name": "cdb-api-proxy", "running": True},
+        ],
+    }
+    out = rollout_outcome(result, SVC)
+    assert out == {
+        "operation": "upgrade",
+        "changed": True,
+        "failed": False,
+        "release": "r2",
+        "previous_release": "r1",
+        "spec_hash": "h2",
+        "rolled_back": False,
+        "rollback_failed": False,
+        "seconds": 7.8,
+        "reason": "",
+        "strategy": "blue_green",
+        "containers": ["cdb-api-green", "cdb-api-proxy"],
+        "image": "app:2",
+        "image_id": "sha256:2",
+        "image_digest": "d2",
+    }
+
+
+def test_rollout_outcome_of_a_failure_names_the_attempted_image_and_why():
+    result = {
+        "failed": True,
+        "rolled_back": True,
+        "operation": "upgrade",
+        "release": "r1",
+        "attempted_release": "r3",
+        "reason": "health gate: unhealthy",
+        "msg": "rolled back",
+        "releases": [{"id": "r1", "image": "app:1"}, {"id": "r3", "image": "app:3"}],
+        "containers": [{"name": "cdb-api-blue", "release": "r1", "running": True, "image_id": "sha256:1"}],
+    }
+    out = rollout_outcome(result, SVC)
+    assert out["failed"] and out["rolled_back"] and out["reason"] == "health gate: unhealthy"
+    assert out["image"] == "app:3" and out["image_id"] == "sha256:1"  # tried app:3, serves r1 again
+    # a job that never reported: failed with its message; the description's image and strategy
+    lost = rollout_outcome({"failed": True, "msg": "did not finish within stack_rollout_timeout (900 s)"}, SVC)
+    assert lost["operation"] == "unknown" and lost["reason"].startswith("did not finish")
+    assert lost["image"] == "app:2" and lost["strategy"] == "blue_green" and lost["containers"] == []
+    assert rollout_outcome({}, {"name": "w", "image": "w:1"})["strategy"] == "start_first"
