@@ -9,7 +9,8 @@
 - ``stack_problems``: every problem of a stack description as one readable line naming the
   service and the field, checked against the schema in roles/stack/meta/argument_specs.yml
   plus the rules a schema cannot express (unique names, dependencies, ports, live mode).
-- ``stack_container_names``: the container names a service runs under.
+- ``stack_containers``: the containers a service can run as; ``container_name``: one of them
+  (the names come from the rollout's own ``Slots``, never joined by hand in YAML).
 - ``broker_kind``, ``live_broker_mentions``, ``active_paper_block``, ``looks_secret``: the
   collection's safety rules (plugins/module_utils/_rules.py, the one home the modules use
   too), for the roles' YAML, which never restates a rule itself.
@@ -25,7 +26,8 @@ import time
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.tradeops.stack.plugins.module_utils import _rules
+from ansible_collections.tradeops.stack.plugins.module_utils import _docker, _rules
+from ansible_collections.tradeops.stack.plugins.module_utils.rollout.slots import Slots
 
 try:
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -475,12 +477,17 @@ def stack_problems(
     return problems
 
 
-def stack_container_names(service, stack):
-    """The names of the containers a service runs as (blue_green: both colours and the proxy)."""
-    base = "%s-%s" % (stack, service["name"].replace("_", "-"))
-    if service.get("strategy") == "blue_green":
-        return [base + "-blue", base + "-green", base + "-proxy"]
-    return [base]
+def stack_containers(service, stack):
+    """The containers a service of the description can run as, by its strategy: blue_green both colours and
+    the proxy; start_first the serving one, the candidate (-next) and the kept one (-prev); exclusive the
+    serving one and the kept one."""
+    service = _plain(service)
+    return Slots(stack, service["name"]).of_strategy(service.get("strategy", "start_first"))
+
+
+def container_name(service, stack, slot=None):
+    """The container name of ``service`` (a name) in ``stack``: ``<stack>-<service, '_' as '-'>[-<slot>]``."""
+    return _docker.container_name(stack, service, slot=slot)
 
 
 def daemon_problems(config, waivers=None):
@@ -576,7 +583,8 @@ class FilterModule(object):
         return {
             "dependency_order": dependency_order,
             "stack_problems": stack_problems,
-            "stack_container_names": stack_container_names,
+            "stack_containers": stack_containers,
+            "container_name": container_name,
             "stack_waivers": stack_waivers,
             "daemon_problems": daemon_problems,
             "broker_kind": broker_kind,

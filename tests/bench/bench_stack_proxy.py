@@ -5,8 +5,8 @@ nothing about time.
     .venv/bin/python tests/bench/bench_stack_proxy.py [--rate 200] [--threads 16] [--kinds nginx,haproxy]
 
 A stack of the local inventory of its own (``t-bs<hex>``, own ports and state root, monitoring off) is
-deployed with ``playbooks/site.yml``; a separate process then sends GET / to db_writer through its edge proxy
-(127.0.0.1:<tradeops_proxy_port>) at --rate with keep-alive clients, then with ``Connection: close`` clients,
+deployed with ``playbooks/site.yml``; a separate process then sends GET /health to db_writer through its edge
+proxy (127.0.0.1:<tradeops_proxy_port>) at --rate with keep-alive clients, then with ``Connection: close`` clients,
 each during a whole-stack deploy (every bot 1.0.1 -> 1.0.0, db_writer blue -> green) and during
 ``playbooks/rollback.yml`` (back to the previous known-good manifest). One stack per proxy kind
 (``tradeops_proxy_kind``); the HAProxy stack starts on nginx and is migrated by a deploy under keep-alive load
@@ -41,7 +41,8 @@ def play(stack: Stack, name: str, **extra) -> float:
 
 
 def under_load(stack: Stack, rate: float, threads: int, keep_alive: bool, name: str, **extra) -> dict:
-    with Load(stack.vars["tradeops_proxy_port"], rate, keep_alive=keep_alive, threads=threads) as load:
+    port = stack.vars["tradeops_proxy_port"]
+    with Load(port, rate, keep_alive=keep_alive, threads=threads, path="/health") as load:
         wall = play(stack, name, **extra)
     return {**load.summary(), "playbook_s": wall}
 

@@ -317,7 +317,7 @@ def docker_events(since: float, until: float, stack: str) -> list[str]:
 
 
 # -- load generator (separate process) ------------------------------------------------------
-def _load(port: int, rate: float, stop, out_path: str, threads: int, keep_alive: bool):
+def _load(port: int, rate: float, stop, out_path: str, threads: int, keep_alive: bool, path: str = "/"):
     records = []
     lock = threading.Lock()
     period = threads / rate
@@ -337,7 +337,7 @@ def _load(port: int, rate: float, stop, out_path: str, threads: int, keep_alive:
                 # keep-alive: one connection per thread, reused until it fails (like a requests.Session, which
                 # does not retry a request whose reused connection was closed under it)
                 conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=3)
-                conn.request("GET", "/", headers=headers)
+                conn.request("GET", path, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
                 ok = resp.status == 200
@@ -362,13 +362,15 @@ def _load(port: int, rate: float, stop, out_path: str, threads: int, keep_alive:
 
 
 class Load:
-    """``with Load(port, rate, keep_alive=True) as load: ...`` then ``load.summary()``."""
+    """``with Load(port, rate, keep_alive=True) as load: ...`` then ``load.summary()``. ``path``: what each
+    request GETs (a 200 is a success, anything else a failure)."""
 
-    def __init__(self, port: int, rate: float, keep_alive: bool = False, threads: int = 16):
+    def __init__(self, port: int, rate: float, keep_alive: bool = False, threads: int = 16, path: str = "/"):
         self.stop = mp.Event()
         fd, self.path = tempfile.mkstemp(prefix="t-ro-load-", suffix=".json")
         os.close(fd)
-        self.proc = mp.Process(target=_load, args=(port, rate, self.stop, self.path, threads, keep_alive), daemon=True)
+        args = (port, rate, self.stop, self.path, threads, keep_alive, path)
+        self.proc = mp.Process(target=_load, args=args, daemon=True)
 
     def __enter__(self):
         self.proc.start()

@@ -11,8 +11,9 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.tradeops.stack.plugins.filter.stack import (
     active_paper_block,
     broker_kind,
+    container_name,
     dependency_order,
-    stack_container_names,
+    stack_containers,
     stack_problems,
     stack_waivers,
 )
@@ -161,12 +162,22 @@ def test_problems_of_wrong_shapes():
 
 
 def test_container_names():
-    assert stack_container_names({"name": "paper_execution"}, "cdb") == ["cdb-paper-execution"]
-    assert stack_container_names({"name": "api", "strategy": "blue_green"}, "cdb") == [
+    assert stack_containers({"name": "paper_execution", "strategy": "exclusive"}, "cdb") == [
+        "cdb-paper-execution",
+        "cdb-paper-execution-prev",
+    ]
+    assert stack_containers({"name": "signal_engine"}, "cdb") == [
+        "cdb-signal-engine",
+        "cdb-signal-engine-next",
+        "cdb-signal-engine-prev",
+    ]
+    assert stack_containers({"name": "api", "strategy": "blue_green"}, "cdb") == [
         "cdb-api-blue",
         "cdb-api-green",
         "cdb-api-proxy",
     ]
+    assert container_name("db_writer", "cdb") == "cdb-db-writer"
+    assert container_name("db_writer", "cdb", slot="proxy") == "cdb-db-writer-proxy"
 
 
 def test_local_inventory_description_is_valid():

@@ -199,7 +199,7 @@ class EdgeProxy:
         """The proxy, after what an interrupted ``replace`` left: a new one that lost its old one is renamed,
         a new one beside the old one is removed."""
         found = self.proxies()
-        proxy, new = found.get(self.slots.proxy), found.get(self.slots.proxy + "-next")
+        proxy, new = found.get(self.slots.proxy), found.get(self.slots.proxy_next)
         if new is not None and proxy is None:
             self.engine.rename(new, self.slots.proxy)
             return new
@@ -211,7 +211,7 @@ class EdgeProxy:
         """The new proxy created before the old one stops (one container may publish the host port at a time,
         so the gap is the new one's start only); back to the old one if the new one does not come up."""
         engine, name = self.engine, self.slots.proxy
-        new = engine.create(spec, spec_hash, name + "-next", "proxy", "-", role="proxy", start=False)
+        new = engine.create(spec, spec_hash, self.slots.proxy_next, "proxy", "-", role="proxy", start=False)
         engine.stop(old, 30)
         try:
             engine.start(new, "unless-stopped")

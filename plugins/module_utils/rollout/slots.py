@@ -5,7 +5,7 @@
 
 ``<stack>-<service>`` serves (``_`` in the service becomes ``-``); ``-prev`` is the previous instance kept
 stopped for an instant rollback, ``-next`` a start_first candidate, ``-blue``/``-green`` the colours of a
-blue_green service and ``-proxy`` its edge proxy.
+blue_green service and ``-proxy`` its edge proxy (``-proxy-next`` while a changed proxy replaces it).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,6 +25,7 @@ class Slots:
         self.prev = container_name(stack, service, slot="prev")
         self.next = container_name(stack, service, slot="next")
         self.proxy = container_name(stack, service, slot="proxy")
+        self.proxy_next = container_name(stack, service, slot="proxy-next")  # a replacement proxy, briefly
 
     def colour(self, colour):
         """The container of a blue_green colour."""
@@ -39,3 +40,11 @@ class Slots:
 
     def all(self):
         return [self.main, self.prev, self.next, self.colour("blue"), self.colour("green"), self.proxy]
+
+    def of_strategy(self, strategy):
+        """The containers a service of ``strategy`` can run as (serving, kept for rollback, candidate, proxy)."""
+        if strategy == "blue_green":
+            return [self.colour("blue"), self.colour("green"), self.proxy]
+        if strategy == "start_first":
+            return [self.main, self.next, self.prev]
+        return [self.main, self.prev]
