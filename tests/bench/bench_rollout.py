@@ -155,7 +155,8 @@ class Scraper:
             "-p",
             f"127.0.0.1:{self.port}:9090",
             "--tmpfs",
-            "/prometheus:rw,mode=1777",
+            # the image has its own /prometheus (root, 0755), whose mode a tmpfs mount inherits: own it instead
+            "/prometheus:rw,uid=10090,gid=10090",
             "-v",
             f"{self.dir}:/etc/prometheus:ro",
             "tradeops/prometheus:2.42-bookworm",
