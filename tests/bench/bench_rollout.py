@@ -2,7 +2,7 @@
 """Rollout benchmarks on the real engine. Prints numbers; asserts nothing about time.
 
     .venv/bin/python tests/bench/bench_rollout.py [--rate 250] [--only zero_downtime,switch,noop,proxy] [--repeat N]
-        [--switches 10]
+        [--switches 10] [--proxy-parts kinds,migration,baseline]
 
 1. zero downtime: a separate process sends a steady load through the blue/green proxy while an upgrade and
    then a rollback run; the same upgrade is then done with community.docker.docker_container recreating a
@@ -211,10 +211,13 @@ def _switches(args, images, n):
     return {"switches": 2 * n, "rollout_s_p50": round(statistics.median(walls), 1)}
 
 
-def bench_proxy(rate, tmp, n):
+PROXY_PARTS = ("kinds", "migration", "baseline")
+
+
+def bench_proxy(rate, tmp, n, parts=PROXY_PARTS):
     images = build_keepalive_images()
     out = {}
-    for kind in ("haproxy", "nginx"):
+    for kind in ("haproxy", "nginx") if "kinds" in parts else ():
         for keep_alive in (True, False):
             label = "%s, %s" % (kind, "keep-alive" if keep_alive else "Connection: close")
             work = tmp / label.replace(",", "").replace(" ", "-").replace(":", "")
@@ -232,18 +235,16 @@ def bench_proxy(rate, tmp, n):
             print(json.dumps({label: out[label]}), flush=True)
 
     # the migration: a stack on the nginx proxy moved to HAProxy by a deploy
-    for keep_alive in (True, False):
+    for keep_alive in (True, False) if "migration" in parts else ():
         label = "migration nginx -> haproxy, %s" % ("keep-alive" if keep_alive else "Connection: close")
         work = tmp / ("migration-%s" % keep_alive)
         work.mkdir()
-        stack, port, nginx_args = _keepalive_stack(work, "nginx")
-        haproxy_args = _keepalive_stack(work, "haproxy")[2]
+        stack, port, args = _keepalive_stack(work, "nginx")
         try:
-            assert not rollout(nginx_args(images["1"])).get("failed")
+            assert not rollout(args(images["1"])).get("failed")
+            time.sleep(2)
             with Load(port, rate, keep_alive=keep_alive) as load:
-                moved = rollout(
-                    {**haproxy_args(images["1"]), "proxy": {**nginx_args(None)["proxy"], "kind": "haproxy"}}
-                )
+                moved = rollout(args(images["1"], kind="haproxy"))
                 assert not moved.get("failed"), moved.get("msg")
             out[label] = load.summary()
         finally:
@@ -251,7 +252,7 @@ def bench_proxy(rate, tmp, n):
         print(json.dumps({label: out[label]}), flush=True)
 
     # the baseline: community.docker.docker_container recreating a container that publishes the port
-    for keep_alive in (True, False):
+    for keep_alive in (True, False) if "baseline" in parts else ():
         label = "docker_container recreate, %s" % ("keep-alive" if keep_alive else "Connection: close")
         name = "t-ro-bench-dc-" + secrets.token_hex(2)
         port = free_port()
@@ -387,6 +388,9 @@ def main():
     parser.add_argument("--only", default="zero_downtime,switch,noop")
     parser.add_argument("--repeat", type=int, default=1, help="run the selected phases this many times")
     parser.add_argument("--switches", type=int, default=10, help="proxy phase: upgrades (and as many rollbacks)")
+    parser.add_argument(
+        "--proxy-parts", default=",".join(PROXY_PARTS), help="proxy phase: kinds, migration, baseline (default all)"
+    )
     opts = parser.parse_args()
     images = build_test_images()
     results = {}
@@ -404,7 +408,7 @@ def main():
                 elif name == "noop":
                     results[name] = bench_noop(images, work)
                 elif name == "proxy":
-                    results[name] = bench_proxy(opts.rate, work, opts.switches)
+                    results[name] = bench_proxy(opts.rate, work, opts.switches, opts.proxy_parts.split(","))
                 print(json.dumps({name: results[name], "run": run + 1}, indent=2), flush=True)
     load = os.getloadavg()
     print(json.dumps({"host": {"cpus": os.cpu_count(), "loadavg": load}}))
