@@ -49,6 +49,7 @@ attributes:
       - Marking a known-good manifest known-good, activating the current manifest and setting flags to their
         values are not changes.
       - O(action=audit) always appends a line (reported as changed).
+      - O(action=backup) publishes a dump once; run again, the dump is already there and nothing changes.
 options:
   action:
     description:
@@ -59,9 +60,12 @@ options:
       - V(flags) sets the flag overrides in C(config/overrides.json) to O(flags) (see O(flags_mode)) and renders
         C(<config_dir>/<service>/flags.json) of every service in O(flag_readers) from them and O(flag_defaults).
       - V(audit) appends O(event) to the audit log.
+      - V(backup) publishes the finished dump C(<backup_dir>/<backup>.part) as C(<backup>) (a rename, so whole or
+        absent), keeps the newest O(backup_keep) dumps of the stack and audits it; with O(backup_discard=true) it
+        removes the partial dump of a failed backup instead.
     type: str
     required: true
-    choices: [commit, known_good, activate, flags, audit]
+    choices: [commit, known_good, activate, flags, audit, backup]
   lock_holder:
     description:
       - Holder of the deploy lock, as passed to M(tradeops.stack.deploy_lock)
@@ -85,7 +89,8 @@ options:
     type: str
     default: deploy
   reason:
-    description: With O(action=commit), why (shown in the history and in conflict messages).
+    description: With O(action=commit), why (shown in the history and in conflict messages); with O(action=backup), why
+      the backup was taken (audited).
     type: str
     default: ""
   created_by:
@@ -122,6 +127,24 @@ options:
     description:
       - With O(action=flags), where the services' flag files live; default C(<state_root>/<stack>/config).
     type: path
+  backup:
+    description:
+      - With O(action=backup), the dump's file name (C(<stack>-<label>-<time>.dump)); the dump tool writes
+        C(<name>.part) first.
+    type: str
+  backup_dir:
+    description: With O(action=backup), the directory of the dumps; default C(<state_root>/<stack>/backups).
+    type: path
+  backup_keep:
+    description:
+      - With O(action=backup), how many of the stack's dumps (C(<stack>-*.dump)) to keep, the newest first; the one
+        just published is always kept.
+    type: int
+    default: 5
+  backup_discard:
+    description: With O(action=backup), remove C(<backup>.part) (the dump failed) instead of publishing it.
+    type: bool
+    default: false
   event:
     description:
       - With O(action=audit), the audit event; C(action) is required, C(result) defaults to V(ok), other keys
@@ -166,14 +189,43 @@ EXAMPLES = r"""
     lock_holder: "{{ _stack_lock_holder }}"
     flags: {pause_new_orders: true}
 
-- name: Audit a backup
+- name: Publish the dump pg_dump wrote as cdb-manual-20251201T101500Z.dump.part, keep the newest 10, audit it
+  tradeops.stack.stack_state:
+    stack: cdb
+    action: backup
+    lock_holder: "{{ _stack_lock_holder }}"
+    backup: cdb-manual-20251201T101500Z.dump
+    backup_keep: 10
+
+- name: Audit an event of the controller's
   tradeops.stack.stack_state:
     stack: cdb
     action: audit
-    event: {action: backup, result: ok, backup: cdb-manual-20251201T101500Z.dump, controller: alice@bastion}
+    event: {action: restore, result: ok, backup: cdb-manual-20251201T101500Z.dump, controller: alice@bastion}
 """
 
 RETURN = r"""
+backup:
+  description: With O(action=backup), the published dump's path (null when a partial dump was discarded).
+  returned: with O(action=backup)
+  type: str
+  sample: /var/lib/tradeops/cdb/backups/cdb-pre-deploy-20261207T081500Z.dump
+size:
+  description: With O(action=backup), the dump's size in bytes.
+  returned: when a dump was published or found
+  type: int
+  sample: 48213
+pruned:
+  description: With O(action=backup), the older dumps removed to keep O(backup_keep).
+  returned: when a dump was published or found
+  type: list
+  elements: str
+  sample: [cdb-manual-20261101T080000Z.dump]
+discarded:
+  description: With O(action=backup) and O(backup_discard=true), the partial dump removed.
+  returned: when a partial dump was removed
+  type: str
+  sample: /var/lib/tradeops/cdb/backups/cdb-pre-deploy-20261207T081500Z.dump.part
 manifest:
   description: The manifest the action committed, marked or activated (the current one after O(action=commit)).
   returned: with manifest actions
@@ -461,6 +513,50 @@ class StateWriter:
                 out[service] = (file, content)
         return out
 
+    def backup(self):
+        """Publish (or discard) a finished dump, keep the newest ``backup_keep``, audit it: the backup directory
+        is host state like the rest, written by this module only (the dump tool writes ``<name>.part``)."""
+        self.require("backup")
+        name = self.p["backup"]
+        if name != os.path.basename(name) or not name.endswith(".dump") or name.startswith("."):
+            raise StateError("backup %r is invalid: expected a file name ending in .dump, no directory" % (name,))
+        directory = self.p["backup_dir"] or self.path("backups")
+        final, part = os.path.join(directory, name), os.path.join(directory, name + ".part")
+        if self.p["backup_discard"]:
+            if not os.path.exists(part):
+                return dict(changed=False, backup=None)
+            if not self.check:
+                os.unlink(part)
+                self.state.audit("backup", "failed", backup=name, holder=self.p["lock_holder"])
+            return dict(changed=True, backup=None, discarded=part)
+        if os.path.exists(final) and not os.path.exists(part):
+            return dict(changed=False, backup=final, size=os.path.getsize(final), pruned=[])
+        if not os.path.exists(part) or os.path.getsize(part) == 0:
+            raise StateError("backup %s is missing or empty: the dump did not finish; nothing was published" % part)
+        size = os.path.getsize(part)
+        others = [
+            os.path.join(directory, n)
+            for n in os.listdir(directory)
+            if n.startswith(self.state.stack + "-") and n.endswith(".dump") and n != name
+        ]
+        others.sort(key=os.path.getmtime, reverse=True)
+        pruned = others[max(0, self.p["backup_keep"] - 1) :]
+        if not self.check:
+            with undone_on_error(final, part):
+                os.rename(part, final)
+                self.state.audit(
+                    "backup",
+                    "ok",
+                    backup=name,
+                    size=size,
+                    pruned=[os.path.basename(p) for p in pruned],
+                    reason=self.p["reason"],
+                    holder=self.p["lock_holder"],
+                )
+            for path in pruned:
+                os.unlink(path)
+        return dict(changed=True, backup=final, size=size, pruned=[os.path.basename(p) for p in pruned])
+
     @staticmethod
     def make_dir(path):
         if not os.path.isdir(path):
@@ -485,7 +581,9 @@ class StateWriter:
 
 def main():
     argument_spec = dict(
-        action=dict(type="str", required=True, choices=["commit", "known_good", "activate", "flags", "audit"]),
+        action=dict(
+            type="str", required=True, choices=["commit", "known_good", "activate", "flags", "audit", "backup"]
+        ),
         lock_holder=dict(type="str"),
         expected_current=dict(type="str"),
         manifest=dict(type="dict"),
@@ -498,6 +596,10 @@ def main():
         flag_defaults=dict(type="dict", default={}),
         flag_readers=dict(type="dict", default={}),
         config_dir=dict(type="path"),
+        backup=dict(type="str"),
+        backup_dir=dict(type="path"),
+        backup_keep=dict(type="int", default=5),
+        backup_discard=dict(type="bool", default=False),
         event=dict(type="dict"),
     )
     argument_spec.update(STATE_ARG_SPEC)

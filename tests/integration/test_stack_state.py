@@ -232,6 +232,43 @@ FLAGS_SIDE = """
 """
 
 
+def test_a_backup_is_published_whole_pruned_and_audited_or_discarded(root):
+    state = locked(root)
+    backups = Path(state.sub("backups"))
+    backups.mkdir()
+    for i in range(3):  # older dumps of this stack, and one of another stack that is never pruned
+        (backups / f"cdb-manual-2026120{i}T000000Z.dump").write_bytes(b"old")
+        os.utime(backups / f"cdb-manual-2026120{i}T000000Z.dump", (1000 + i, 1000 + i))
+    (backups / "other-manual-20261201T000000Z.dump").write_bytes(b"not ours")
+    name = "cdb-pre-deploy-20261207T080000Z.dump"
+    args = {"action": "backup", "lock_holder": HOLDER, "backup": name, "backup_keep": 2, "reason": "pre-deploy: 1.0.1"}
+
+    missing = call(root, **args)
+    assert missing.get("failed") and "did not finish" in missing["msg"] and f"{name}.part" in missing["msg"]
+    (backups / f"{name}.part").write_bytes(b"PGDMP" + b"x" * 100)
+    res = call(root, **args)
+    assert res["changed"] and res["backup"] == str(backups / name) and res["size"] == 105, res
+    assert res["pruned"] == ["cdb-manual-20261201T000000Z.dump", "cdb-manual-20261200T000000Z.dump"], res
+    assert sorted(p.name for p in backups.iterdir()) == [
+        "cdb-manual-20261202T000000Z.dump",
+        name,
+        "other-manual-20261201T000000Z.dump",
+    ]
+    event = state.read_audit()[-1]
+    assert event["action"] == "backup" and event["backup"] == name and event["reason"] == "pre-deploy: 1.0.1"
+    assert not call(root, **args)["changed"]  # published already
+
+    # a failed dump: its partial file goes, audited as failed; no lock, no write
+    (backups / "cdb-x-1.dump.part").write_bytes(b"cut")
+    free = call(root, action="backup", lock_holder="someone else", backup="cdb-x-1.dump", backup_discard=True)
+    assert free.get("failed") and (backups / "cdb-x-1.dump.part").exists()
+    gone = call(root, action="backup", lock_holder=HOLDER, backup="cdb-x-1.dump", backup_discard=True)
+    assert gone["changed"] and not (backups / "cdb-x-1.dump.part").exists()
+    assert state.read_audit()[-1]["result"] == "failed"
+    bad = call(root, action="backup", lock_holder=HOLDER, backup="../cdb.dump")
+    assert bad.get("failed") and "no directory" in bad["msg"]
+
+
 def test_a_deploy_and_a_flag_flip_at_once_keep_both_manifests(tmp_path):
     root = tmp_path / "state"
     go = tmp_path / "go"
