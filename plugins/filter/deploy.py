@@ -32,9 +32,10 @@ __metaclass__ = type
 import json
 import re
 
+from ansible_collections.tradeops.stack.plugins.module_utils._spec import DEFAULT_STRATEGY
+
 # what a stack release manifest records of each service's release
 RELEASE_FIELDS = ("release", "spec_hash", "image", "image_id", "image_digest", "strategy")
-DEFAULT_STRATEGY = "start_first"
 BACKUP_POLICIES = ("auto", "always", "never")
 
 

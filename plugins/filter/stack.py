@@ -27,6 +27,7 @@ import time
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker, _rules
+from ansible_collections.tradeops.stack.plugins.module_utils._spec import DEFAULT_STRATEGY
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.slots import Slots
 
 try:
@@ -412,7 +413,7 @@ def stack_problems(
             problem = _rules.name_problem("secret", secret)
             if problem:
                 problems.append("%s: field 'secrets[%d]' %r is invalid: %s" % (label, index_s, secret, problem))
-        strategy = svc.get("strategy", "start_first")
+        strategy = svc.get("strategy", DEFAULT_STRATEGY)
         if strategy == "blue_green" and not svc.get("proxy"):
             problems.append("%s: strategy blue_green needs field 'proxy' ({listen, port})" % label)
         if svc.get("proxy") and strategy != "blue_green":
@@ -482,7 +483,7 @@ def stack_containers(service, stack):
     the proxy; start_first the serving one, the candidate (-next) and the kept one (-prev); exclusive the
     serving one and the kept one."""
     service = _plain(service)
-    return Slots(stack, service["name"]).of_strategy(service.get("strategy", "start_first"))
+    return Slots(stack, service["name"]).of_strategy(service.get("strategy", DEFAULT_STRATEGY))
 
 
 def container_name(service, stack, slot=None):
