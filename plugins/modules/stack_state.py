@@ -531,6 +531,8 @@ class StateWriter:
             return dict(changed=True, backup=None, discarded=part)
         if os.path.exists(final) and not os.path.exists(part):
             return dict(changed=False, backup=final, size=os.path.getsize(final), pruned=[])
+        if self.check and not os.path.exists(part):
+            return dict(changed=True, backup=final, pruned=[])  # a check run never dumped: predict the publish
         if not os.path.exists(part) or os.path.getsize(part) == 0:
             raise StateError("backup %s is missing or empty: the dump did not finish; nothing was published" % part)
         size = os.path.getsize(part)

@@ -243,6 +243,7 @@ def test_a_backup_is_published_whole_pruned_and_audited_or_discarded(root):
     name = "cdb-pre-deploy-20261207T080000Z.dump"
     args = {"action": "backup", "lock_holder": HOLDER, "backup": name, "backup_keep": 2, "reason": "pre-deploy: 1.0.1"}
 
+    assert call(root, check=True, **args)["changed"]  # check mode: the dump never ran, the publish is predicted
     missing = call(root, **args)
     assert missing.get("failed") and "did not finish" in missing["msg"] and f"{name}.part" in missing["msg"]
     (backups / f"{name}.part").write_bytes(b"PGDMP" + b"x" * 100)
