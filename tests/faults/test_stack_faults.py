@@ -381,6 +381,13 @@ def test_controller_killed_mid_rollout(stack, scenario):
     t0 = time.monotonic()
     lock = json.loads((stack.home / "lock.json").read_text())
     assert f"pid {proc.pid}" in lock["holder"]
+
+    # the rollout job the controller started keeps working under the lock (it finishes or rolls back by itself)
+    # and keeps it live; once it is done and has cleared itself, the lock is stale
+    def worker_done():
+        return not json.loads((stack.home / "lock.json").read_text()).get("worker_pid")
+
+    assert wait_for(worker_done, timeout=300, interval=0.5), "the rollout job never finished"
     refused = stack.play("deploy", tradeops_deploy_reason="faults: after the kill")
     assert refused.rc != 0 and "STALE" in refused.output, refused.output[-3000:]
     done = stack.play("deploy", tradeops_lock_take_over_stale=True, tradeops_deploy_reason="faults: take over")
