@@ -259,28 +259,24 @@ def _leaves(value, path):
 
 
 def _live_problems(label, svc, emulator_hosts):
-    """A paper stack's service must not name a live broker anywhere, and its broker URLs must be paper."""
+    """A paper stack's service must not name a live broker anywhere, and every broker endpoint in it (an env value
+    under a broker-named variable, or any value shaped like Capital.com's API) must be paper: the allow-list
+    decides, so an IP literal is live."""
     problems = []
     for path, value in _leaves({k: v for k, v in svc.items() if k != "name"}, "field '"):
-        field = path.replace("field '.", "field '", 1) + "'"
+        field = path.replace("field '.", "", 1)
         hosts = _rules.live_broker_mentions(value)
         if hosts:
             problems.append(
-                "%s: %s names the LIVE broker host %s in a paper stack (a paper stack talks only to %s or a broker "
-                "emulator in tradeops_broker_emulator_hosts)" % (label, field, ", ".join(hosts), _rules.DEMO_REST_HOST)
+                "%s: field '%s' names the LIVE broker host %s in a paper stack (a paper stack talks only to %s or a "
+                "broker emulator in tradeops_broker_emulator_hosts)"
+                % (label, field, ", ".join(hosts), _rules.DEMO_REST_HOST)
             )
-    # every broker endpoint, in env or any other field, decided by the allow-list (an IP literal is live)
-    env = svc.get("env") if isinstance(svc.get("env"), dict) else {}
-    endpoints = [("env.%s" % key, key, value) for key, value in env.items()]
-    endpoints += [
-        (path.replace("field '.", "", 1), None, value)
-        for path, value in _leaves({k: v for k, v in svc.items() if k not in ("name", "env")}, "field '")
-    ]
-    for field, key, value in endpoints:
-        value = "" if value is None or isinstance(value, bool) else str(value)
-        if _rules.is_broker_endpoint(value, key) and not _rules.live_broker_mentions(value):
+            continue
+        key = field[len("env.") :] if field.startswith("env.") else None
+        if _rules.is_broker_endpoint(str(value), key):
             try:
-                _rules.refuse_live_broker(value, emulator_hosts, option="field '%s'" % field)
+                _rules.refuse_live_broker(str(value), emulator_hosts, option="field '%s'" % field)
             except _rules.RuleError as exc:
                 problems.append("%s: %s" % (label, exc))
     return problems

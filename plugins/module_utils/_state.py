@@ -509,8 +509,13 @@ class DeployLock:
         while True:
             with self.state.mutex("lock"):
                 current = self.read()
+                if current and current.get("holder") == holder:
+                    # one's own lock again: a renewal of its lease, not an action (no audit line)
+                    lock = dict(current, expires_at=utcnow() + ttl, ttl=ttl)
+                    atomic_write_json(self.file, lock)
+                    return lock, False, None
                 taken_over = None
-                if current and current.get("holder") != holder:
+                if current:
                     stale = self.staleness(current)
                     if stale and take_over_stale:
                         taken_over = dict(current, stale_reason=stale)
@@ -518,11 +523,6 @@ class DeployLock:
                         raise StateError(self._held_message(current, stale))
                     else:
                         current = "wait"
-                if current and current != "wait" and current.get("holder") == holder:
-                    # one's own lock again: a renewal of its lease, not an action (no audit line)
-                    lock = dict(current, expires_at=utcnow() + ttl, ttl=ttl)
-                    atomic_write_json(self.file, lock)
-                    return lock, False, None
                 if current != "wait":
                     now = utcnow()
                     lock = {
