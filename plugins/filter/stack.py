@@ -11,6 +11,8 @@
   plus the rules a schema cannot express (unique names, dependencies, ports, live mode).
 - ``stack_containers``: the containers a service can run as; ``container_name``: one of them
   (the names come from the rollout's own ``Slots``, never joined by hand in YAML).
+- ``service_networks``, ``proxy_networks``, ``metrics_network``: the stack's network layout
+  (plugins/module_utils/_networks.py): who can reach whom follows ``depends_on`` and ``internal``.
 - ``broker_kind``, ``live_broker_mentions``, ``active_paper_block``, ``looks_secret``: the
   collection's safety rules (plugins/module_utils/_rules.py, the one home the modules use
   too), for the roles' YAML, which never restates a rule itself.
@@ -26,7 +28,7 @@ import time
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.tradeops.stack.plugins.module_utils import _docker, _rules
+from ansible_collections.tradeops.stack.plugins.module_utils import _docker, _networks, _rules
 from ansible_collections.tradeops.stack.plugins.module_utils._spec import DEFAULT_STRATEGY
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.slots import Slots
 
@@ -447,6 +449,7 @@ def stack_problems(
         if trading_mode == "paper":
             problems.extend(_live_problems(label, svc, emulator_hosts))
         problems.extend(_hardening_problems(label, svc, publish_address or "127.0.0.1"))
+        problems.extend("%s: %s" % (label, problem) for problem in _networks.service_problems(svc))
     # dependencies and cycles (names known only when every service has one)
     if all(isinstance(s, dict) and isinstance(s.get("name"), str) for s in services) and len(set(names)) == len(names):
         try:
@@ -485,6 +488,27 @@ def stack_containers(service, stack):
 def container_name(service, stack, slot=None):
     """The container name of ``service`` (a name) in ``stack``: ``<stack>-<service, '_' as '-'>[-<slot>]``."""
     return _docker.container_name(stack, service, slot=slot)
+
+
+def service_networks(service, services, stack, network=None, docker_container=False):
+    """rollout's ``networks`` for ``service``: its own network, the metrics network, its internal dependencies'.
+
+    ``docker_container``: the entries as community.docker.docker_container takes them (no ``internal``).
+    """
+    nets = _networks.service_networks(_plain(service), _plain(services) or [], stack, network=network)
+    if docker_container:
+        return [{"name": n["name"], "aliases": n["aliases"]} for n in nets]
+    return nets
+
+
+def proxy_networks(service, stack):
+    """Networks the edge proxy of ``service`` joins besides the service's primary one (the metrics network)."""
+    return _networks.proxy_networks(_plain(service), stack)
+
+
+def metrics_network(stack):
+    """The network the monitoring containers share with the metrics endpoints of ``stack``."""
+    return _networks.metrics_network(stack)
 
 
 def daemon_problems(config, waivers=None):
@@ -583,6 +607,9 @@ class FilterModule(object):
             "stack_containers": stack_containers,
             "container_name": container_name,
             "stack_waivers": stack_waivers,
+            "service_networks": service_networks,
+            "proxy_networks": proxy_networks,
+            "metrics_network": metrics_network,
             "daemon_problems": daemon_problems,
             "broker_kind": broker_kind,
             "live_broker_mentions": live_broker_mentions,

@@ -158,12 +158,17 @@ def fingerprint(key, data):
     return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-def ensure_network(client, name, stack, check_mode=False):
-    """Create a user-defined bridge network if missing. Returns True when it was (or would be) created."""
+def ensure_network(client, name, stack, check_mode=False, internal=False):
+    """Create a user-defined bridge network if missing (``internal``: no route out of it, no published port).
+
+    Returns True when it was (or would be) created. An existing network is used as it is.
+    """
     if client.networks.list(names=[name]):
         return False
     if not check_mode:
-        client.networks.create(name, driver="bridge", labels={LABEL_STACK: stack}, check_duplicate=True)
+        client.networks.create(
+            name, driver="bridge", internal=internal, labels={LABEL_STACK: stack}, check_duplicate=True
+        )
     return True
 
 

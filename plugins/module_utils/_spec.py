@@ -99,8 +99,15 @@ def _sorted_list(key):
     return _same(key, lambda value: sorted(value or []))
 
 
+def _network(item):
+    out = {"name": item["name"], "aliases": sorted(item.get("aliases") or [])}
+    if item.get("internal"):  # only when set: the specs (and hashes) of ordinary networks stay as they were
+        out["internal"] = True
+    return out
+
+
 def _networks(params, ctx):
-    return {"networks": [{"name": n["name"], "aliases": sorted(n.get("aliases") or [])} for n in params["networks"]]}
+    return {"networks": [_network(n) for n in params["networks"]]}
 
 
 def _ports(params, ctx):
@@ -214,7 +221,11 @@ def _hardening_list(name, doc, sdk):
 
 
 # -- the table ---------------------------------------------------------------------------
-NETWORK_OPTIONS = dict(name=dict(type="str", required=True), aliases=dict(type="list", elements="str"))
+NETWORK_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    aliases=dict(type="list", elements="str"),
+    internal=dict(type="bool", default=False),
+)
 RESOURCE_OPTIONS = dict(
     memory=dict(type="str", required=True),
     cpus=dict(type="float", required=True),

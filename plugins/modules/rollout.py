@@ -122,6 +122,12 @@ options:
         description: DNS aliases on this network.
         type: list
         elements: str
+      internal:
+        description:
+          - Create the network as internal when it is missing (no route out of it, no published port); the
+            network of a database only its clients join. An existing network is used as it is.
+        type: bool
+        default: false
   published_ports:
     description:
       - Ports to publish, C([ip:]host:container[/proto]). Without an ip they are bound to O(publish_address).
@@ -373,6 +379,13 @@ options:
         description: CPU limit of the proxy container (a tight CFS quota adds latency under load).
         type: float
         default: 1.0
+      networks:
+        description:
+          - Networks the proxy joins besides the service's primary one, with the proxy's name as alias; created
+            when missing. The metrics network, so that Prometheus scrapes the service through the proxy.
+        type: list
+        elements: str
+        default: []
   keep_releases:
     description: Releases kept in the history; the current and the last known-good one are never pruned.
     type: int
@@ -620,6 +633,7 @@ def argument_spec():
                 drain=dict(type="int", default=5),
                 memory=dict(type="str", default="128m"),
                 cpus=dict(type="float", default=1.0),
+                networks=dict(type="list", elements="str", default=[]),
             ),
         ),
         keep_releases=dict(type="int", default=5),

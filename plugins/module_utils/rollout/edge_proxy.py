@@ -105,6 +105,12 @@ class EdgeProxy:
     def image(self):
         return self.cfg.get("image") or DEFAULT_IMAGES[self.kind]
 
+    def networks(self, aliases):
+        """The service's primary network (where it reaches the colours) and the proxy's own ``networks``
+        (the metrics network: Prometheus scrapes the service through the proxy, by ``aliases``)."""
+        names = [self.network] + [n for n in self.cfg.get("networks") or [] if n != self.network]
+        return [{"name": name, "aliases": list(aliases)} for name in names]
+
     def spec(self):
         cfg = self.cfg
         # the hardening profile and the table's defaults, plus what makes it the proxy
@@ -112,8 +118,7 @@ class EdgeProxy:
             image=self.image(),
             env={},
             volumes=["%s:%s:ro" % (self.conf_dir, self.mount)],
-            # the proxy's name resolves on the stack network (Prometheus scrapes through it)
-            networks=[{"name": self.network, "aliases": []}],
+            networks=self.networks([]),
             published_ports=["%s:%s:8080" % (cfg["bind"], cfg["listen"])],
             publish_address=cfg["bind"],
             labels={},
@@ -309,7 +314,7 @@ class HaproxyProxy(EdgeProxy):
     def spec_options(self):
         return dict(
             # the name Prometheus scrapes by, also while a replacement still has its temporary name
-            networks=[{"name": self.network, "aliases": [self.slots.proxy]}],
+            networks=self.networks([self.slots.proxy]),
             # no user of its own in either image (Debian's or the official one): a fixed unprivileged uid
             user="10081:10081",
             command=["haproxy", "-db", "-f", "%s/%s" % (self.mount, self.conf_name)],

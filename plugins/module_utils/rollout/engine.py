@@ -138,16 +138,16 @@ class Engine:
         except docker_utils.DockerException as exc:
             raise RolloutFailed("cannot pull image %s: %s (pull=%s)" % (ref, exc, pull))
 
-    def ensure_network(self, name):
+    def ensure_network(self, name, internal=False):
         if self._network_missing(name):
-            self.record("create network %s" % name)
-            self._create_network(name)
+            self.record("create %snetwork %s" % ("internal " if internal else "", name))
+            self._create_network(name, internal)
 
     def _network_missing(self, name):
         return not self.client.networks.list(names=[name])
 
-    def _create_network(self, name):
-        docker_utils.ensure_network(self.client, name, self.stack)
+    def _create_network(self, name, internal):
+        docker_utils.ensure_network(self.client, name, self.stack, internal=internal)
 
     # -- container writes ----------------------------------------------------------------
     def create(self, spec, spec_hash, name, colour, release_id, role="service", start=True):
@@ -322,7 +322,7 @@ class ModelEngine(Engine):
     def _network_missing(self, name):
         return name not in self.networks
 
-    def _create_network(self, name):
+    def _create_network(self, name, internal):
         self.networks.add(name)
 
     def _create(self, spec, name, labels):

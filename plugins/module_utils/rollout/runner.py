@@ -59,7 +59,8 @@ class Runner:
         self.engine = engine
         engine.clean = clean  # the module's redaction: log and health lines are redacted, then cut
         self.networks = [
-            {"name": n["name"], "aliases": n.get("aliases") or []} for n in params["networks"] or [{"name": self.stack}]
+            {"name": n["name"], "aliases": n.get("aliases") or [], "internal": bool(n.get("internal"))}
+            for n in params["networks"] or [{"name": self.stack}]
         ]
         self.lease = Lease(self.state, self.service, params["lock"], params["reason"], self.warn)
         self.analysis = Analysis(params["analysis"], self.warn) if params["analysis"] else None
@@ -299,8 +300,7 @@ class Runner:
                     reason=self.params["reason"],
                     strategy=self.strategy_name,
                 )
-            for net in networks:
-                self.engine.ensure_network(net["name"])
+            self.ensure_networks(networks)
             rel = self.record_attempt(spec, spec_hash, rollback=action_hint == "rollback")
             prev_rel = self.history.current()
             try:
@@ -323,13 +323,19 @@ class Runner:
 
     def execute_dry(self, strategy, networks, spec, spec_hash):
         """Check mode: the strategy on the dry engine; what it records is the plan."""
-        for net in networks:
-            self.engine.ensure_network(net["name"])
+        self.ensure_networks(networks)
         rel = self.history.by_hash(spec_hash)
         try:
             strategy.execute(spec, spec_hash, rel["id"] if rel else new_release_id(spec_hash))
         except (RolloutFailed, InvariantViolated) as exc:
             self.warn("the rollout would stop: %s" % getattr(exc, "reason", exc))
+
+    def ensure_networks(self, networks):
+        """The service's networks (as stored in its spec) and its edge proxy's, created when missing."""
+        for net in networks:
+            self.engine.ensure_network(net["name"], internal=bool(net.get("internal")))
+        for name in (self.params["proxy"] or {}).get("networks") or [] if self.strategy_name == "blue_green" else []:
+            self.engine.ensure_network(name)
 
     def record_attempt(self, spec, spec_hash, rollback):
         with self.state.mutex("releases"):
