@@ -94,8 +94,10 @@ class Stack:
         secrets_dir = self.workdir / "secrets"
         secrets_dir.mkdir()
         (secrets_dir / "postgres_password").write_text("pw-" + secrets.token_hex(8))
+        (secrets_dir / "redis_password").write_text("redispw-" + secrets.token_hex(8))
         secrets_dir.chmod(0o755)
         (secrets_dir / "postgres_password").chmod(0o444)
+        (secrets_dir / "redis_password").chmod(0o444)
         flags = self.workdir / "flags"
         flags.mkdir()
         flags.chmod(0o755)
@@ -106,6 +108,7 @@ class Stack:
             labels=self.stack_labels("redis"),
             user=f"{DB_UID}:{DB_UID}",
             tmpfs={"/data": f"rw,size=32m,uid={DB_UID},gid={DB_UID}"},
+            volumes={str(secrets_dir / "redis_password"): {"bind": "/run/secrets/redis_password", "mode": "ro"}},
             # a demo broker URL in a service's environment is fine (the live one is refused)
             environment={"BROKER_BASE_URL": "https://demo-api-capital.backend-capital.com/api/v1"},
         )

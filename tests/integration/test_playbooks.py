@@ -46,8 +46,8 @@ def remove_stack(name: str, root: Path) -> None:
         docker("rm", "-f", *sorted(set(ids)))
     for vol in docker("volume", "ls", "-q", "--filter", f"name=^{name}-").split():
         docker("volume", "rm", vol)
-    if docker("network", "ls", "-q", "--filter", f"name=^{name}$"):
-        docker("network", "rm", name)
+    for net in docker("network", "ls", "--format", "{{.Name}}", "--filter", f"label=tradeops.stack={name}").split():
+        docker("network", "rm", net)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -132,6 +132,61 @@ def test_site_from_nothing(stack):
         assert re.search(r"%s: create done in [\d.]+ s" % svc, said), said[-8000:]
     assert said.count(f"DEPLOY ok: {stack.name} on localhost") == 1, said[-3000:]
     print(f"site from nothing: {time.monotonic() - t0:.1f} s")
+
+
+def networks_of(container: str) -> set[str]:
+    return set(json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", container) or "{}"))
+
+
+def reach(container: str, host: str, port: int) -> str:
+    """From inside ``container``: "ok", or why a TCP connection to host:port failed (name or connection)."""
+    code = (
+        "import socket, sys\n"
+        "try:\n"
+        f"    socket.create_connection(({host!r}, {port}), timeout=3).close(); print('ok')\n"
+        "except socket.gaierror: print('no such name')\n"
+        "except OSError as e: print('refused: %s' % e)\n"
+    )
+    return docker("exec", container, "python3", "-c", code)
+
+
+def test_each_container_reaches_only_what_it_uses(stack):
+    """PostgreSQL and Redis sit on internal networks of their own that only their users join."""
+    running = {svc: info["name"] for svc, info in stack.running().items()}
+    n = stack.name
+    inspected = json.loads(docker("network", "inspect", f"{n}-postgres", f"{n}-redis"))
+    internal = {net["Name"]: net["Internal"] for net in inspected}
+    assert internal == {f"{n}-postgres": True, f"{n}-redis": True}
+    assert networks_of(running["postgres"]) == {f"{n}-postgres"}
+    assert networks_of(running["redis"]) == {f"{n}-redis"}
+    assert networks_of(running["market_data"]) == {n, f"{n}-metrics", f"{n}-redis"}
+    assert f"{n}-postgres" in networks_of(running["paper_execution"])
+    # the proxy, not the colours, is on the metrics network (Prometheus scrapes through it)
+    assert f"{n}-metrics" in networks_of(f"{n}-db-writer-proxy")
+    assert f"{n}-metrics" not in networks_of(running["db_writer"])
+    # reachability, from inside: a bot that does not use PostgreSQL cannot even resolve it
+    assert reach(running["paper_execution"], "postgres", 5432) == "ok"
+    assert reach(running["market_data"], "postgres", 5432) == "no such name"
+    assert reach(running["market_data"], "redis", 6379) == "ok"
+
+
+def test_redis_refuses_an_unauthenticated_client(stack):
+    bot = stack.running()["signal_engine"]["name"]
+    code = (
+        "import redis\n"
+        "try:\n"
+        "    redis.Redis(host='redis', socket_timeout=3).ping(); print('PONG without a password')\n"
+        "except redis.exceptions.AuthenticationError as e: print('refused: %s' % e)\n"
+        "except redis.exceptions.ResponseError as e: print('refused: %s' % e)\n"
+        "pw = open('/run/secrets/redis_password').read().strip()\n"
+        "print('with the secret:', redis.Redis(host='redis', password=pw, socket_timeout=3).ping())\n"
+    )
+    out = docker("exec", bot, "python3", "-c", code)
+    assert "refused: " in out and "Authentication required" in out, out
+    assert "with the secret: True" in out, out
+    # the password is not in the container's configuration (no argument, no environment)
+    config = docker("inspect", "-f", "{{json .Config}}", stack.running()["redis"]["name"])
+    assert "local-demo-redis" not in config and "requirepass" not in config
 
 
 def test_a_deploy_in_check_mode_plans_and_changes_nothing(stack):

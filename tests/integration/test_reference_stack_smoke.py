@@ -87,6 +87,7 @@ class Stack:
         self.volumes: list = []
         self.network = None
         self.password = "pw-canary-" + secrets.token_hex(12)
+        self.redis_password = "redispw-canary-" + secrets.token_hex(12)
         self.broker_credentials = {
             "capital_com_api_key": "key-canary-" + secrets.token_hex(8),
             "capital_com_identifier": f"id-canary-{secrets.token_hex(4)}@example.com",
@@ -114,7 +115,7 @@ class Stack:
 
     @property
     def canaries(self) -> list[str]:
-        return [self.password, self.token_prefix, *self.broker_credentials.values()]
+        return [self.password, self.redis_password, self.token_prefix, *self.broker_credentials.values()]
 
     def write_flags(self, flags: dict) -> None:
         tmp = self.flags_dir / ".flags.json.tmp"
@@ -169,8 +170,14 @@ class Stack:
         self.network = self.client.networks.create(
             f"{self.prefix}-net", driver="bridge", labels={RUN_LABEL: self.prefix}
         )
-        self.write_secrets(self.db_secrets, DB_UID, {"postgres_password": self.password})
-        self.write_secrets(self.bot_secrets, BOT_UID, {"postgres_password": self.password, **self.broker_credentials})
+        self.write_secrets(
+            self.db_secrets, DB_UID, {"postgres_password": self.password, "redis_password": self.redis_password}
+        )
+        self.write_secrets(
+            self.bot_secrets,
+            BOT_UID,
+            {"postgres_password": self.password, "redis_password": self.redis_password, **self.broker_credentials},
+        )
         self.flags_dir.mkdir()
         self.flags_dir.chmod(0o755)
         for name in ("pgdata", "redisdata"):
@@ -196,7 +203,10 @@ class Stack:
             "redis",
             REDIS_IMAGE,
             user=f"{DB_UID}:{DB_UID}",
-            volumes={f"{self.prefix}-redisdata": {"bind": "/data", "mode": "rw"}},
+            volumes={
+                f"{self.prefix}-redisdata": {"bind": "/data", "mode": "rw"},
+                str(self.db_secrets / "redis_password"): {"bind": "/run/secrets/redis_password", "mode": "ro"},
+            },
         )
         for role in ROLES:
             self.run_bot(role, role)
@@ -425,7 +435,8 @@ def test_postgres_and_redis_restarts_lose_no_paper_trade(stack):
     # paper_trades or was skipped on purpose while paused (read with the bot image's own redis client).
     script = (
         "import json, os, redis\n"
-        "r = redis.Redis(host=os.environ['REDIS_HOST'], decode_responses=True)\n"
+        "pw = open('/run/secrets/redis_password').read().strip()\n"
+        "r = redis.Redis(host=os.environ['REDIS_HOST'], password=pw, decode_responses=True)\n"
         "group = [g for g in r.xinfo_groups('tradeops:orders') if g['name'] == 'paper_execution'][0]\n"
         "pending = {p['message_id'] for p in r.xpending_range('tradeops:orders', 'paper_execution', '-', '+', 10000)}\n"
         "entries = r.xrange('tradeops:orders', '-', group['last-delivered-id'])\n"

@@ -29,6 +29,9 @@ def test_exclusive_bot_never_runs_twice(stack):
     pw = stack.secrets / "postgres_password"
     pw.write_text(password)
     pw.chmod(0o444)  # read by postgres (uid 999) and the bot (uid 10001) in this test
+    redis_pw = stack.secrets / "redis_password"
+    redis_pw.write_text(secrets.token_hex(12))
+    redis_pw.chmod(0o444)  # read by Redis (uid 999) and the bot
     volume = f"{stack.name}-pgdata"
     common = {"networks": [{"name": stack.name, "aliases": []}], "health": {"timeout": 180}}
     try:
@@ -64,11 +67,12 @@ def test_exclusive_bot_never_runs_twice(stack):
                 "redis",
                 image=DEPS[1],
                 strategy="exclusive",
+                secrets=["redis_password"],
                 resources={"memory": "64m", "cpus": 0.5, "pids": 64},
                 networks=[{"name": stack.name, "aliases": ["redis"]}],
                 health={"timeout": 120},
                 healthcheck={
-                    "test": ["CMD", "sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"],
+                    "test": ["CMD", "redis-health"],
                     "interval": "2s",
                     "timeout": "15s",
                     "retries": 10,
@@ -85,7 +89,7 @@ def test_exclusive_bot_never_runs_twice(stack):
                     image=image,
                     strategy="exclusive",
                     env={"BOT_ROLE": "paper_execution", "LEASE_TTL_MS": "3000"},
-                    secrets=["postgres_password"],
+                    secrets=["postgres_password", "redis_password"],
                     resources={"memory": "128m", "cpus": 0.5, "pids": 64},
                     stop_timeout=10,
                     # the image's own check (curl --max-time 2, timeout 2 s) with room for a loaded CI machine

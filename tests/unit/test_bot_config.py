@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "bot"))
 
 from tradeops_bot.app import Bot, Logger, bars_from_ticks, entry_problem, stream_id
-from tradeops_bot.config import ConfigError, build_info, load_settings, read_flags, read_secret
+from tradeops_bot.config import ConfigError, build_info, load_settings, read_flags, read_optional_secret, read_secret
 
 
 def test_settings_defaults_and_overrides():
@@ -63,6 +63,16 @@ def test_secrets_come_from_files_and_errors_never_show_values(tmp_path):
     assert read_secret(s, "postgres_password") == "s3cr3t-value"
     with pytest.raises(ConfigError, match="unknown secret"):
         read_secret(s, "../etc/passwd")
+
+
+def test_the_redis_password_is_used_when_its_file_is_there(tmp_path):
+    s = load_settings({"BOT_ROLE": "signal_engine", "SECRETS_DIR": str(tmp_path)})
+    assert read_optional_secret(s, "redis_password") is None
+    (tmp_path / "redis_password").write_text("")
+    with pytest.raises(ConfigError, match="redis_password is empty"):
+        read_optional_secret(s, "redis_password")  # there but empty is a mistake, not "no password"
+    (tmp_path / "redis_password").write_text("r3dis-value\n")
+    assert read_optional_secret(s, "redis_password") == "r3dis-value"
 
 
 def test_flags_missing_means_off_and_invalid_keeps_the_previous_flags(tmp_path):

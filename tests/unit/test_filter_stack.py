@@ -531,3 +531,25 @@ def test_the_paper_inventory_publishes_no_host_port_twice():
     [problem] = stack_problems(services, SPECS, flags=flags, host_ports={"monitoring": ports})
     assert "service 'db_writer': field 'proxy.listen' publishes host port 127.0.0.1:8080" in problem
     assert "(cadvisor, monitoring_cadvisor_port)" in problem
+
+
+def test_an_internal_service_cannot_publish_a_port_nor_have_a_proxy():
+    published = svc("db", strategy="exclusive", internal=True, published_ports=["5432:5432"])
+    assert any(
+        p.startswith("service 'db': field 'internal'") and "excludes 'published_ports'" in p
+        for p in stack_problems([published], SPECS)
+    )
+    assert stack_problems([svc("db", strategy="exclusive", internal=True)], SPECS) == []
+    wrong_type = stack_problems([svc("db", strategy="exclusive", internal="often")], SPECS)
+    assert any("internal" in p for p in wrong_type), wrong_type
+
+
+def test_every_inventory_keeps_postgres_and_redis_off_the_shared_networks_or_waives_their_ports():
+    """local and paper: internal networks of their own; multihost publishes them (waived), so it cannot."""
+    for inventory in ("local", "paper"):
+        raw = (ROOT / "inventories" / inventory / "group_vars" / "tradeops" / "stack.yml").read_text()
+        services = {s["name"]: s for s in yaml.safe_load(raw)["tradeops_stack_services"]}
+        assert services["postgres"].get("internal") is True and services["redis"].get("internal") is True, inventory
+        assert "redis_password" in services["redis"]["secrets"], inventory
+        users = [s for s in services.values() if "redis" in (s.get("depends_on") or [])]
+        assert users and all("redis_password" in s.get("secrets", []) for s in users), inventory

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .config import ConfigError, Settings, build_info, load_settings, read_flags, read_secret
+from .config import ConfigError, Settings, build_info, load_settings, read_flags, read_optional_secret, read_secret
 from .metrics import CONTENT_TYPE, BotMetrics
 from .risk import RiskManager
 from .strategy import Strategies
@@ -235,6 +235,7 @@ class Bot:
             self.redis = redis.Redis(
                 host=self.s.redis_host,
                 port=self.s.redis_port,
+                password=self._secrets.get("redis_password"),
                 socket_timeout=5,
                 socket_connect_timeout=2,
                 health_check_interval=5,
@@ -282,7 +283,13 @@ class Bot:
 
     def probe_loop(self) -> None:
         """Check Redis (and PostgreSQL) every second on connections of its own; /health reads the result."""
-        r = redis.Redis(host=self.s.redis_host, port=self.s.redis_port, socket_timeout=1, socket_connect_timeout=1)
+        r = redis.Redis(
+            host=self.s.redis_host,
+            port=self.s.redis_port,
+            password=self._secrets.get("redis_password"),
+            socket_timeout=1,
+            socket_connect_timeout=1,
+        )
         pg = None
         while not self.stop.is_set():
             try:
@@ -771,6 +778,9 @@ def main() -> int:
     try:
         settings = load_settings()
         secrets: dict[str, str] = {}
+        redis_password = read_optional_secret(settings, "redis_password")
+        if redis_password is not None:
+            secrets["redis_password"] = redis_password
         if settings.needs_postgres:
             secrets["postgres_password"] = read_secret(settings, "postgres_password")
         if settings.uses_broker:

@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROLES = ("market_data", "signal_engine", "risk_manager", "paper_execution", "db_writer")
-SECRET_NAMES = ("postgres_password", "capital_com_api_key", "capital_com_identifier", "capital_com_password")
+SECRET_NAMES = (
+    "postgres_password",
+    "redis_password",
+    "capital_com_api_key",
+    "capital_com_identifier",
+    "capital_com_password",
+)
 BUILD_FILE = Path(os.environ.get("BOT_BUILD_FILE", "/app/BUILD.json"))
 
 
@@ -137,6 +143,13 @@ def read_secret(settings: Settings, name: str) -> str:
     if not value:
         raise ConfigError(f"secret file {path} is empty")
     return value
+
+
+def read_optional_secret(settings: Settings, name: str) -> str | None:
+    """A secret whose file may be absent (Redis without a password: a test's bare Redis); present means used."""
+    if not (settings.secrets_dir / name).exists():
+        return None
+    return read_secret(settings, name)
 
 
 def read_flags(path: Path, previous: dict | None = None) -> tuple[dict, str | None]:
