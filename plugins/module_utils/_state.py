@@ -66,6 +66,21 @@ class StateError(Exception):
     """A state file or directory cannot be used; the message says which and why."""
 
 
+def error_message(exc):
+    """A StateError's own message; an OSError as an operator reads it: the path(s) and the reason.
+
+    Every module's ``main()`` fails with this for the state and file system errors it did not expect,
+    never with a traceback.
+    """
+    if not isinstance(exc, OSError):
+        return str(exc)
+    reason = exc.strerror or str(exc)
+    paths = [p for p in (exc.filename, getattr(exc, "filename2", None)) if p]
+    if not paths:
+        return "file system error: %s" % reason
+    return "cannot use %s: %s" % (" -> ".join(str(p) for p in paths), reason)
+
+
 class LockLost(StateError):
     """The deploy lock is no longer held by the one who renews it (released or taken over)."""
 

@@ -141,6 +141,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     StackState,
     StateError,
     check_lock_ttl,
+    error_message,
 )
 
 
@@ -231,6 +232,8 @@ def main():
         except Exception:  # the state itself is unusable: the message already says why
             lock = {}
         module.fail_json(msg=str(exc), lock=lock)
+    except OSError as exc:
+        module.fail_json(msg=error_message(exc))
     module.exit_json(**result)
 
 

@@ -300,7 +300,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._docker import DOCK
 from ansible_collections.tradeops.stack.plugins.module_utils._prometheus import PROMETHEUS_ARG_SPEC, PrometheusError
 from ansible_collections.tradeops.stack.plugins.module_utils._redact import guard
 from ansible_collections.tradeops.stack.plugins.module_utils._rules import RuleError
-from ansible_collections.tradeops.stack.plugins.module_utils._state import STATE_ARG_SPEC, StateError
+from ansible_collections.tradeops.stack.plugins.module_utils._state import STATE_ARG_SPEC, StateError, error_message
 
 
 def main():
@@ -337,8 +337,8 @@ def main():
         else:
             with block.deploy_lock():
                 result = block.started() if options.wanted_state == "started" else block.close(options.wanted_state)
-    except (BlockError, RuleError, StateError, DockerError, PrometheusError) as exc:
-        module.fail_json(msg=str(exc))
+    except (BlockError, RuleError, StateError, DockerError, PrometheusError, OSError) as exc:
+        module.fail_json(msg=error_message(exc))
     if not module._diff:
         result.pop("diff", None)
     if options.wanted_state == "status" and module.params["fail_on_zai"] and result.get("zai"):

@@ -569,7 +569,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker as docker_utils
 from ansible_collections.tradeops.stack.plugins.module_utils import _spec
 from ansible_collections.tradeops.stack.plugins.module_utils._redact import Redactor, guard, read_secret_files
-from ansible_collections.tradeops.stack.plugins.module_utils._state import STATE_ARG_SPEC, StateError
+from ansible_collections.tradeops.stack.plugins.module_utils._state import STATE_ARG_SPEC, StateError, error_message
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout import RolloutFailed
 from ansible_collections.tradeops.stack.plugins.module_utils.rollout.runner import Runner, default_secrets_dir
 
@@ -667,8 +667,8 @@ def main():
         result = Runner(module, clean=redactor.text).run()
     except RolloutFailed as exc:
         module.fail_json(msg=exc.reason, rolled_back=False, changed=False, stage=exc.stage)
-    except (StateError, docker_utils.DockerError, ValueError) as exc:
-        module.fail_json(msg=str(exc), rolled_back=False, changed=False)
+    except (StateError, docker_utils.DockerError, ValueError, OSError) as exc:
+        module.fail_json(msg=error_message(exc), rolled_back=False, changed=False)
     except docker_utils.DockerException as exc:
         module.fail_json(msg="Docker engine error before any change was rolled back: %s" % exc, **result)
     if result.get("failed"):

@@ -112,6 +112,8 @@ from ansible_collections.tradeops.stack.plugins.module_utils._redact import guar
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     STATE_ARG_SPEC,
     StackState,
+    StateError,
+    error_message,
     pid_alive,
     read_json,
 )
@@ -213,8 +215,12 @@ def main():
     p = module.params
     if not 0 < p["wait"] <= 600:
         module.fail_json(msg="wait must be a number of seconds above 0 and at most 600, got %r" % p["wait"])
-    state = StackState(p["stack"], p["state_root"], p["operator"])
-    module.exit_json(**wait(Job(p["job"], progress_path(state, p["service"])), p["wait"]))
+    try:
+        state = StackState(p["stack"], p["state_root"], p["operator"])
+        result = wait(Job(p["job"], progress_path(state, p["service"])), p["wait"])
+    except (StateError, OSError) as exc:
+        module.fail_json(msg=error_message(exc))
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -290,6 +290,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     StateError,
     atomic_write_json,
     iso,
+    error_message,
     read_json,
     undone_on_error,
 )
@@ -611,7 +612,7 @@ def main():
     except ManifestConflict as exc:
         module.fail_json(msg=str(exc), conflict=True)
     except (StateError, OSError) as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_json(msg=error_message(exc))
     module.exit_json(**result)
 
 

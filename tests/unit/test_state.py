@@ -325,3 +325,17 @@ def test_create_once_is_whole_or_absent_and_never_replaces(state, tmp_path):
     res = run_limited(tmp_path, 100, ["_state.create_once(%r, b'k' * 5000)" % other])
     assert res["ok"] is False and other in res["error"] and "File too large" in res["error"], res
     assert sorted(os.listdir(state.path)) == sorted([*_state.SUBDIRS, ".key"])  # no key, no temp file
+
+
+def test_an_os_error_reads_as_the_path_and_the_reason():
+    import errno
+
+    error_message = _state.error_message
+    full = OSError(errno.ENOSPC, "No space left on device", "/var/lib/tradeops/cdb/audit.log")
+    assert error_message(full) == "cannot use /var/lib/tradeops/cdb/audit.log: No space left on device"
+    moved = OSError(errno.EXDEV, "Invalid cross-device link", "/a/x.part", None, "/b/x")
+    assert error_message(moved) == "cannot use /a/x.part -> /b/x: Invalid cross-device link"
+    assert error_message(OSError("bare")) == "file system error: bare"
+    assert error_message(_state.StateError("lock.json: field 'expires_at' must be a time")) == (
+        "lock.json: field 'expires_at' must be a time"
+    )
