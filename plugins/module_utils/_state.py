@@ -525,10 +525,7 @@ class DeployLock:
             with self.state.mutex("lock"):
                 current = self.read()
                 if current and current.get("holder") == holder:
-                    # one's own lock again: a renewal of its lease, not an action (no audit line)
-                    lock = dict(current, expires_at=utcnow() + ttl, ttl=ttl)
-                    atomic_write_json(self.file, lock)
-                    return lock, False, None
+                    return self._extend(current, ttl), False, None  # one's own lock again: a renewal
                 taken_over = None
                 if current:
                     stale = self.staleness(current)
@@ -583,13 +580,16 @@ class DeployLock:
                         % (current.get("holder"), iso(current.get("acquired_at")), current.get("reason")),
                     )
                 )
-            ttl = check_lock_ttl(ttl or current.get("ttl") or 0)
-            lock = dict(current, expires_at=utcnow() + ttl)
-            if worker is not _MISSING:
-                pid, host, machine = worker or (None, None, None)
-                lock.update(worker_pid=pid, worker_host=host, worker_machine=machine)
-            atomic_write_json(self.file, lock)  # no audit line: a renewal is not an action, the acquire was
-            return lock
+            return self._extend(current, check_lock_ttl(ttl or current.get("ttl") or 0), worker)
+
+    def _extend(self, current, ttl, worker=_MISSING):
+        """Extend the holder's ``current`` lock by ``ttl`` from now (the caller holds the mutex) and write it."""
+        lock = dict(current, expires_at=utcnow() + ttl, ttl=ttl)
+        if worker is not _MISSING:
+            pid, host, machine = worker or (None, None, None)
+            lock.update(worker_pid=pid, worker_host=host, worker_machine=machine)
+        atomic_write_json(self.file, lock)  # no audit line: a renewal is not an action, the acquire was
+        return lock
 
     def release(self, holder, force=False):
         """Release the lock. Returns False when it was already free; raises when someone else holds it."""
