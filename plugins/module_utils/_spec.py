@@ -91,6 +91,15 @@ def _same(key, convert=None):
     return normalise
 
 
+def _set_only(key):
+    """A bool that enters the spec (and its hash) only when true: adding the option changed no stored hash."""
+
+    def normalise(params, ctx):
+        return {key: True} if params.get(key) else {}
+
+    return normalise
+
+
 def _sorted_dict(key):
     return _same(key, lambda value: dict(sorted((value or {}).items())))
 
@@ -158,6 +167,15 @@ def _kw(keyword, key=None, convert=None):
     def sdk(spec, ctx):
         value = spec[key or keyword]
         return {keyword: convert(value) if convert else value}
+
+    return sdk
+
+
+def _kw_if_set(keyword):
+    """create(keyword=True) when the spec holds it (older stored specs do not)."""
+
+    def sdk(spec, ctx):
+        return {keyword: True} if spec.get(keyword) else {}
 
     return sdk
 
@@ -269,6 +287,14 @@ FIELDS = [
         default=HARDENING["read_only"],
         normalise=_same("read_only"),
         sdk=_kw("read_only"),
+    ),
+    Field(
+        "init",
+        "bool",
+        "Run an init process as PID 1.",
+        default=False,
+        normalise=_set_only("init"),
+        sdk=_kw_if_set("init"),
     ),
     _hardening_list("tmpfs", "Tmpfs mounts.", _tmpfs),
     _hardening_list("cap_drop", "Capabilities dropped.", _kw("cap_drop", convert=_or_none)),

@@ -30,6 +30,9 @@ extends_documentation_fragment:
   - tradeops.stack.state
   - tradeops.stack.docker
 attributes:
+  action:
+    support: full
+    description: O(definition) is read on the controller (the action plugin of the same name).
   check_mode:
     support: full
     description: Returns the plan (action, steps, strategy, expected pause) without any change.
@@ -46,6 +49,14 @@ options:
         with C(-blue)/C(-green) for O(strategy=blue_green).
     type: str
     required: true
+  definition:
+    description:
+      - The service's entry of a stack description (read on the controller). Each of its fields that is a container
+        option of this module (O(image), O(env), O(resources), O(healthcheck), ...) and is not given as an option of
+        the task becomes that option; its other fields (C(depends_on), C(metrics), ...) are ignored.
+      - The stack role passes its services this way, so a container option reaches the containers from the
+        description without a task file naming it.
+    type: dict
   state:
     description:
       - V(present) rolls out the described spec.
@@ -152,6 +163,12 @@ options:
     description: Read-only root filesystem.
     type: bool
     default: true
+  init:
+    description:
+      - Run Docker's init process (tini) as PID 1, which forwards signals to the service and reaps orphaned child
+        processes, for an image whose entrypoint is a shell script or a program that does neither.
+    type: bool
+    default: false
   tmpfs:
     description: Tmpfs mounts, C(/path[:options]).
     type: list
@@ -578,6 +595,7 @@ def argument_spec():
     """The module's options: the service spec table's (_spec.argument_spec()) and the rollout's own."""
     spec = dict(
         service=dict(type="str", required=True),
+        definition=dict(type="dict"),  # consumed by the action plugin, never seen here
         state=dict(type="str", default="present", choices=["present", "rolled_back", "absent"]),
         to_release=dict(type="str"),
         secrets_dir=dict(type="path", no_log=False),

@@ -17,7 +17,6 @@ ROLLOUT_TASK = ROOT / "roles" / "stack" / "tasks" / "rollout_service.yml"
 # table fields the stack description does not offer (the hardening profile's cap_drop is not negotiable per
 # service; the publish address is stack-wide) and description fields that are not rollout options
 NOT_IN_ROLE = {"cap_drop", "publish_address"}
-NOT_PASSED_BY_ROLE = {"cap_drop"}
 EMPTY = {"list": [], "dict": {}, "str": None}
 
 
@@ -100,6 +99,16 @@ def test_create_arguments_mount_secrets_and_carry_the_healthcheck():
     }
     assert kwargs["tmpfs"] == {"/tmp": _spec.DEFAULT_TMPFS_OPTIONS}
     assert "volumes" not in _spec.create_kwargs(_spec.desired_spec(params(), "sha256:1", {}), "nm", {}, "/sec")
+
+
+def test_init_reaches_the_engine_only_when_asked_and_leaves_other_hashes_alone():
+    plain = _spec.desired_spec(params(), "sha256:1", {})
+    with_init = _spec.desired_spec(params(init=True), "sha256:1", {})
+    assert "init" not in plain and with_init["init"] is True
+    assert _spec.spec_hash(plain) == _spec.spec_hash(_spec.desired_spec(params(init=False), "sha256:1", {}))
+    assert _spec.spec_hash(with_init) != _spec.spec_hash(plain)
+    assert _spec.create_kwargs(with_init, "nm", {}, "/sec")["init"] is True
+    assert "init" not in _spec.create_kwargs(plain, "nm", {}, "/sec")
 
 
 def test_masking_covers_every_secret_field():
@@ -186,8 +195,10 @@ def test_the_stack_role_schema_agrees_with_the_table(field):
     _agrees(services[field.name], field.arg(), field.name)
 
 
-def test_the_role_passes_every_field_to_rollout():
+def test_the_role_passes_the_whole_service_definition_to_rollout():
+    """The table's fields reach rollout through ``definition`` (plugins/action/rollout.py), none by name."""
     tasks = yaml.safe_load(ROLLOUT_TASK.read_text())
     task = next(t for t in tasks if "tradeops.stack.rollout" in t)["tradeops.stack.rollout"]
-    missing = {f.name for f in _spec.FIELDS} - set(task) - NOT_PASSED_BY_ROLE
-    assert not missing, "roles/stack/tasks/rollout_service.yml does not pass %s" % sorted(missing)
+    assert task["definition"] == "{{ _svc }}"
+    # what the role adds to a field stays explicit: the stack's pull policy, the flags mount, the networks
+    assert set(task) & set(_spec.BY_NAME) == {"pull", "volumes", "networks", "publish_address"}
