@@ -1,4 +1,4 @@
-"""_capital_com: the client a module's options describe (the rest of the client: tests/unit/test_capital_com.py)."""
+"""_capital_com: the client a module's options describe (the rest of the client: test__capital_com_client.py)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ at 300 characters would split is still found whole (and no prefix of it is left)
 
 from __future__ import annotations
 
+import pytest
 from ansible_collections.tradeops.stack.plugins.module_utils import _docker
 from ansible_collections.tradeops.stack.plugins.module_utils._redact import Redactor
 
@@ -39,3 +40,37 @@ def test_a_secret_across_the_cut_of_a_health_log_entry_is_redacted_whole():
     assert entry.startswith("exit 1: ") and SECRET[:8] not in entry
     details = _docker.failure_details(LoggingContainer(straddling()), attrs, clean)
     assert SECRET[:8] not in repr(details)
+
+
+def test_fingerprint_is_keyed():
+    assert _docker.fingerprint(b"k1", b"secret") != _docker.fingerprint(b"k2", b"secret")
+    assert _docker.fingerprint(b"k1", b"secret") == _docker.fingerprint(b"k1", b"secret")
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("8000", ("8000/tcp", ("127.0.0.1", None))),
+        ("18080:8000", ("8000/tcp", ("127.0.0.1", 18080))),
+        ("0.0.0.0:53:53/udp", ("53/udp", ("0.0.0.0", 53))),  # noqa: S104 - explicit opt-in is kept
+    ],
+)
+def test_parse_port(item, expected):
+    assert _docker.parse_port(item, "127.0.0.1") == expected
+
+
+def test_parse_port_rejects_garbage():
+    with pytest.raises(ValueError, match="ports must be numbers"):
+        _docker.parse_port("http:8000", "127.0.0.1")
+
+
+def test_durations_and_health_budget():
+    assert _docker.duration_ns("1m30s") == 90 * 10**9
+    assert _docker.duration_ns("250ms") == 250 * 10**6
+    assert _docker.duration_ns(3) == 3 * 10**9
+    with pytest.raises(ValueError, match="healthcheck.interval '5 parsecs' is not a duration"):
+        _docker.duration_ns("5 parsecs", "healthcheck.interval")
+    hc = {"Test": ["CMD", "x"], "Interval": 2 * 10**9, "Retries": 3, "StartPeriod": 10 * 10**9}
+    assert _docker.health_budget(hc) == 16
+    assert _docker.health_budget({"Test": ["NONE"]}) is None
+    assert _docker.health_budget(None) is None

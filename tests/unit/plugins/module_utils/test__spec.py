@@ -202,3 +202,34 @@ def test_the_role_passes_the_whole_service_definition_to_rollout():
     assert task["definition"] == "{{ _svc }}"
     # what the role adds to a field stays explicit: the stack's pull policy, the flags mount, the networks
     assert set(task) & set(_spec.BY_NAME) == {"pull", "volumes", "networks", "publish_address"}
+
+
+def test_spec_hash_is_stable_and_sensitive():
+    a = _spec.desired_spec(params(), "sha256:1", {"pw": "fp1"})
+    b = _spec.desired_spec(params(env={"A": "1", "B": "2"}), "sha256:1", {"pw": "fp1"})
+    assert _spec.spec_hash(a) == _spec.spec_hash(b)  # dict order does not matter
+    assert _spec.spec_hash(a) != _spec.spec_hash(_spec.desired_spec(params(), "sha256:2", {"pw": "fp1"}))  # image id
+    assert _spec.spec_hash(a) != _spec.spec_hash(
+        _spec.desired_spec(params(), "sha256:1", {"pw": "fp2"})
+    )  # secret content
+    assert a["ports"] == {"8000/tcp": ["127.0.0.1", 8080]}
+    assert a["healthcheck"]["StartPeriod"] == 5 * 10**9 and a["healthcheck"]["Test"] == [
+        "CMD-SHELL",
+        "wget -q localhost",
+    ]
+    assert a["log"] == {"driver": "json-file", "options": {"max-file": "3", "max-size": "10m"}}
+
+
+def test_a_services_own_security_opt_keeps_no_new_privileges():
+    spec = _spec.desired_spec(params(security_opt=["apparmor=tradeops-bot"]), "sha256:1", {})
+    assert spec["security_opt"] == ["apparmor=tradeops-bot", "no-new-privileges:true"]
+    assert _spec.desired_spec(params(), "sha256:1", {})["security_opt"] == ["no-new-privileges:true"]
+
+
+def test_masked_spec_and_diff_never_show_fingerprints():
+    spec = _spec.desired_spec(params(), "sha256:1", {"pw": "fp-new"})
+    before = _spec.desired_spec(params(), "sha256:1", {"pw": "fp-old"})
+    out = _spec.diff_spec(spec, before)
+    assert out["secrets"] == {"pw": _spec.MASK + " (changed)"}
+    assert "fp-new" not in repr(out) and "fp-new" in repr(spec)
+    assert _spec.diff_spec(before, None)["secrets"] == {"pw": _spec.MASK}

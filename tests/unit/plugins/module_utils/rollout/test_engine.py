@@ -11,6 +11,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils.rollout.engine impo
     health_of,
     release_of,
     spec_hash_of,
+    split_ref,
 )
 
 from .fake_engine import SERVICE, STACK, container
@@ -92,3 +93,9 @@ def test_dry_engine_is_seeded_from_the_real_one_and_never_writes_to_it():
     assert dry.containers() == {} and real.containers()["t-app"].status == "running"
     assert dry.read_text("/x") == "dry" and dry.read_text("/y") == "real"
     assert dry.summaries() == [{"name": "t-app"}]
+
+
+def test_split_ref():
+    assert split_ref("repo/app") == ("repo/app", "latest")
+    assert split_ref("registry:5000/app:1.2") == ("registry:5000/app", "1.2")
+    assert split_ref("app@sha256:abc") == ("app", "sha256:abc")

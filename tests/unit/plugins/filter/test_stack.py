@@ -18,7 +18,7 @@ from ansible_collections.tradeops.stack.plugins.filter.stack import (
     stack_waivers,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 SPECS = yaml.safe_load((ROOT / "roles" / "stack" / "meta" / "argument_specs.yml").read_text())
 RES = {"memory": "256m", "cpus": 0.5, "pids": 64}
 

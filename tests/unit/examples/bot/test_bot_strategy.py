@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "bot"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "examples" / "bot"))
 
 from tradeops_bot.strategy import MovingAverageCrossover, Strategies
 

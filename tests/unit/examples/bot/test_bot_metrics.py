@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "bot"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "examples" / "bot"))
 
 from tradeops_bot.metrics import BotMetrics, Registry, format_value
 

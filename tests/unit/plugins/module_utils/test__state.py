@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from ansible_collections.tradeops.stack.plugins.module_utils import _state
@@ -128,10 +129,11 @@ except _state.StateError as exc:
 
 
 def run_limited(tmp_path, limit, body):
-    from conftest import COLLECTIONS
-
     code = LIMITED.format(
-        collections=str(COLLECTIONS), limit=limit, root=str(tmp_path), body="\n".join("    " + b for b in body)
+        collections=str(Path(__file__).resolve().parents[4] / ".cache" / "collections"),
+        limit=limit,
+        root=str(tmp_path),
+        body="\n".join("    " + b for b in body),
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])

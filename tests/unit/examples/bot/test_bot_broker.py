@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / "examples" / "bot"))
 
 from tradeops_bot.broker import BrokerClient, BrokerError, parse_quotes  # noqa: E402

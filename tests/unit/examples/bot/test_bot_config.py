@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "bot"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "examples" / "bot"))
 
 from tradeops_bot.app import Bot, Logger, bars_from_ticks, entry_problem, stream_id
 from tradeops_bot.config import ConfigError, build_info, load_settings, read_flags, read_optional_secret, read_secret

@@ -29,7 +29,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import
     quote_age,
 )
 
-HARNESS = Path(__file__).resolve().parents[1] / "emulators" / "capital_com" / "harness.py"
+HARNESS = Path(__file__).resolve().parents[3] / "emulators" / "capital_com" / "harness.py"
 _spec = importlib.util.spec_from_file_location("capital_emulator_harness", HARNESS)
 harness = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(harness)
