@@ -117,3 +117,30 @@ def schedule(opening_hours, now, epic="market"):
         close = current[1] if current[1] <= horizon else None
         return {"should_be_open": True, "next_close": close, "next_open": upcoming}
     return {"should_be_open": False, "next_close": None, "next_open": upcoming}
+
+
+def _iso(moment):
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def describe(opening_hours):
+    """The hours in one short line for a message: ``mon 00:00 - 22:00, 23:05 - 00:00; ...; sat closed (UTC)``."""
+    if not isinstance(opening_hours, dict):
+        return repr(opening_hours)
+    days = ["%s %s" % (day, ", ".join(opening_hours.get(day) or []) or "closed") for day in DAYS]
+    return "%s (%s)" % ("; ".join(days), opening_hours.get("zone") or "UTC")
+
+
+def market_hours(instrument, now, epic="market"):
+    """What a health check reports of an ``instrument``'s hours at ``now``: ``should_be_open``, ``next_open``
+    and ``next_close`` (ISO UTC or None), ``hours`` (one line); empty without ``openingHours``."""
+    hours = instrument.get("openingHours") if isinstance(instrument, dict) else None
+    if hours is None:
+        return {}
+    found = schedule(hours, now, epic)
+    return {
+        "should_be_open": found["should_be_open"],
+        "next_open": _iso(found["next_open"]),
+        "next_close": _iso(found["next_close"]),
+        "hours": describe(hours),
+    }

@@ -55,6 +55,10 @@ FAMILIES = {
     ),
     "capital_com_latency_slo_seconds": ("gauge", "The latency budget the health check compares against."),
     "capital_com_market_tradeable": ("gauge", "1 when the market's marketStatus was TRADEABLE, else 0."),
+    "capital_com_market_should_be_open": (
+        "gauge",
+        "1 when the market's own openingHours say it is open now, 0 when closed by them (NaN: no hours).",
+    ),
     "capital_com_market_quote_age_seconds": ("gauge", "Age of the market's last quote in the last health check."),
     "capital_com_clock_skew_seconds": ("gauge", "Broker serverTime minus host time (NaN when unknown)."),
     "capital_com_rate_limited_responses": ("gauge", "HTTP 429 answers received during the last health check."),

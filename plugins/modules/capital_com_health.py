@@ -19,10 +19,12 @@ description:
     (C(POST /session)), C(ping) (C(GET /ping)), C(account) (present, C(ENABLED), optionally
     O(min_available_balance)), one C(market:<EPIC>) per entry of O(epics) (market found,
     C(marketStatus), bid and offer present, quote fresh when the market is open, and
-    C(TRADEABLE) when listed in O(require_tradeable)) and C(latency) (O(latency_samples) calls of
-    C(GET /ping), p50/p95/max against O(latency_slo_ms))."
-  - A market that is closed (for example C(OIL_CRUDE) at the weekend) is reported as closed, not as an
-    outage, unless it is listed in O(require_tradeable).
+    C(TRADEABLE) when its opening hours say it should be open or it is listed in O(require_tradeable)) and
+    C(latency) (O(latency_samples) calls of C(GET /ping), p50/p95/max against O(latency_slo_ms))."
+  - "Opening hours: the broker's C(instrument.openingHours) (weekday ranges in a zone) decide whether a market
+    should be open now. Should be open and not C(TRADEABLE) is unhealthy, naming the status and the hours;
+    closed by its own hours (C(OIL_CRUDE) at the weekend) is reported with the next opening, not an outage,
+    unless the epic is listed in O(require_tradeable)."
   - Logs out (C(DELETE /session)) at the end. Never returns or logs the API key, the password, the login,
     C(CST) or C(X-SECURITY-TOKEN).
   - Refuses the live host (O(environment=live) or a live O(base_url)) unless O(allow_live=true).
@@ -58,8 +60,8 @@ options:
     default: [BTCUSD, OIL_CRUDE]
   require_tradeable:
     description:
-      - Epics (each also in O(epics)) whose C(marketStatus) must be C(TRADEABLE) for the broker to be healthy.
-      - Epics of O(epics) not listed here only need to be found with a quote; a closed market is reported, not failed.
+      - Epics (each also in O(epics)) whose C(marketStatus) must be C(TRADEABLE) for the broker to be healthy, even
+        outside their opening hours (an override; the hours already require it while they say open).
     type: list
     elements: str
     default: []
@@ -182,7 +184,8 @@ checks:
   description:
     - One entry per check (C(time), C(clock_skew), C(login), C(ping), C(account), C(market:<EPIC>), C(latency)).
     - Each has C(ok), C(skipped), C(latency_ms) (of its own request, null when none was made) and C(detail);
-      market checks add C(market_status), C(tradeable), C(required), C(bid), C(offer) and C(quote_age_s);
+      market checks add C(market_status), C(tradeable), C(required), C(bid), C(offer), C(quote_age_s) and,
+      from the market's opening hours, C(should_be_open), C(next_open) and C(next_close) (UTC) and C(hours);
       C(clock_skew) adds C(skew_ms); C(account) adds C(account_id), C(status) and C(available);
       a failed check adds C(kind), the class of error (for example C(timeout), C(rate_limited), C(gateway)).
   returned: always
@@ -193,13 +196,16 @@ checks:
       ok: true
       skipped: false
       latency_ms: 1.9
-      detail: "CLOSED (not required to be TRADEABLE: reported, not an outage)"
+      detail: "CLOSED: closed by its opening hours, opens 2026-12-13T23:05:00Z"
       market_status: CLOSED
       tradeable: false
       required: false
       bid: 78.43
       offer: 78.46
       quote_age_s: 3600.2
+      should_be_open: false
+      next_open: "2026-12-13T23:05:00Z"
+      next_close: null
 failures:
   description: One readable line per failed check, naming the check and the reason.
   returned: always
@@ -239,7 +245,8 @@ metrics_file:
     - The textfile written, or null.
     - Metrics (gauges unless noted) are C(capital_com_up), C(capital_com_check_ok{check}),
       C(capital_com_latency_seconds{quantile="0.5"|"0.95"|"1"}), C(capital_com_latency_slo_seconds),
-      C(capital_com_market_tradeable{epic}), C(capital_com_market_quote_age_seconds{epic}),
+      C(capital_com_market_tradeable{epic}), C(capital_com_market_should_be_open{epic}) (NaN without hours),
+      C(capital_com_market_quote_age_seconds{epic}),
       C(capital_com_clock_skew_seconds), C(capital_com_rate_limited_responses), C(capital_com_rate_limited_total)
       (counter kept across runs), C(capital_com_check_duration_seconds) and C(capital_com_last_check_timestamp_seconds).
   returned: always
@@ -247,6 +254,7 @@ metrics_file:
   sample: /var/lib/tradeops/cdb/metrics/capital_com.prom
 """
 
+import datetime
 import math
 import os
 import time
@@ -254,7 +262,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.tradeops.stack.plugins.module_utils import _textfile
+from ansible_collections.tradeops.stack.plugins.module_utils import _market_hours, _textfile
 from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import (
     CAPITAL_COM_ARG_SPEC,
     CRYPTOGRAPHY_IMPORT_ERROR,
@@ -269,6 +277,10 @@ from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import
 )
 from ansible_collections.tradeops.stack.plugins.module_utils._redact import Redactor, guard
 from ansible_collections.tradeops.stack.plugins.module_utils._state import DEFAULT_STATE_ROOT, StackState, StateError
+
+
+def _utc(timestamp):
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
 
 
 def least_skew_ms(skew_ms, round_trip_ms):
@@ -436,6 +448,11 @@ class HealthCheck(object):
             quote_time_basis=basis,
         )
         problems = []
+        try:  # the broker's own hours say whether "not TRADEABLE" is the weekend or an outage
+            extra.update(_market_hours.market_hours(resp.data.get("instrument"), _utc(broker_now), epic))
+        except _market_hours.HoursError as exc:
+            problems.append(str(exc))
+        should_be_open = extra.get("should_be_open")
         if not status:
             problems.append("no marketStatus in the snapshot")
         if not isinstance(bid, (int, float)) or not isinstance(offer, (int, float)):
@@ -447,6 +464,8 @@ class HealthCheck(object):
             problems.append("quote is stale: last update %.0f s ago (max_quote_age %g s)" % (age, max_age))
         if required and status and not tradeable:
             problems.append("market is %s but must be TRADEABLE (require_tradeable)" % status)
+        elif should_be_open and status and not tradeable:
+            problems.append("market is %s but its opening hours say it should be open: %s" % (status, extra["hours"]))
         if problems:
             self.record(name, False, "%s: %s" % (epic, "; ".join(problems)), resp.elapsed, **extra)
         elif tradeable:
@@ -456,6 +475,11 @@ class HealthCheck(object):
                 "TRADEABLE, bid %s offer %s, quote %s old" % (bid, offer, "?" if age is None else "%.1f s" % age),
                 resp.elapsed,
                 **extra,
+            )
+        elif should_be_open is False:
+            opens = extra["next_open"] or "not within a week"
+            self.record(
+                name, True, "%s: closed by its opening hours, opens %s" % (status, opens), resp.elapsed, **extra
             )
         else:
             self.record(
@@ -601,6 +625,7 @@ class HealthCheck(object):
         for epic in self.params["epics"]:
             check = self.checks.get("market:%s" % epic, {})
             samples.append(("capital_com_market_tradeable", bool(check.get("tradeable")), {"epic": epic}))
+            samples.append(("capital_com_market_should_be_open", check.get("should_be_open"), {"epic": epic}))
             samples.append(("capital_com_market_quote_age_seconds", check.get("quote_age_s"), {"epic": epic}))
         samples.append(("capital_com_clock_skew_seconds", None if self.skew_s is None else round(self.skew_s, 6), None))
         samples.append(("capital_com_rate_limited_responses", rate_limited, None))

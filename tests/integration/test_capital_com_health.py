@@ -7,6 +7,7 @@ no traceback reaches the user.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import itertools
 import json
@@ -41,10 +42,19 @@ def emulator():
 @pytest.fixture
 def emu(emulator):
     emulator.reset()
-    # deterministic markets whatever the weekday: tests that want a closed market say so
-    emulator.control(market_status={"BTCUSD": "TRADEABLE", "OIL_CRUDE": "TRADEABLE"})
+    # deterministic markets whatever the weekday: oil open around the clock (BTCUSD is), and the status
+    # follows the hours; tests that want a closed market give it hours that say so
+    emulator.control(hours={"OIL_CRUDE": ALWAYS})
     yield emulator
     emulator.reset()
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ALWAYS = {**{day: ["00:00 - 00:00"] for day in DAYS}, "zone": "UTC"}
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def health(emu, check=False, env=None, verbosity=0, creds=True, **args):
@@ -145,17 +155,52 @@ def test_check_mode_queries_but_writes_nothing(emu, tmp_path):
     assert not prom.exists()
 
 
-def test_closed_oil_market_is_reported_not_an_outage(emu, tmp_path):
-    emu.control(market_status={"OIL_CRUDE": "CLOSED"})
+def test_a_market_closed_by_its_own_hours_is_reported_not_an_outage(emu, tmp_path):
+    """Oil open only tomorrow (UTC): CLOSED now is the market's schedule, not an outage."""
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    emu.control(hours={"OIL_CRUDE": {DAYS[tomorrow.weekday()]: ["00:00 - 00:00"], "zone": "UTC"}})
     prom = tmp_path / "m.prom"
     result, _ = health(emu, require_tradeable=["BTCUSD"], metrics_file=str(prom))
     assert result["healthy"] is True, result.get("msg")
     oil = result["checks"]["market:OIL_CRUDE"]
-    assert oil["ok"] is True
-    assert oil["market_status"] == "CLOSED"
-    assert oil["tradeable"] is False
-    assert "CLOSED (not required to be TRADEABLE" in oil["detail"]
-    assert 'capital_com_market_tradeable{epic="OIL_CRUDE"} 0' in prom.read_text()
+    opens = iso(dt.datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=dt.UTC))
+    assert (oil["ok"], oil["market_status"], oil["tradeable"], oil["should_be_open"]) == (True, "CLOSED", False, False)
+    assert oil["next_open"] == opens and oil["detail"] == "CLOSED: closed by its opening hours, opens %s" % opens
+    text = prom.read_text()
+    assert 'capital_com_market_tradeable{epic="OIL_CRUDE"} 0' in text
+    assert 'capital_com_market_should_be_open{epic="OIL_CRUDE"} 0' in text
+    assert 'capital_com_market_should_be_open{epic="BTCUSD"} 1' in text
+
+
+def test_a_market_that_should_be_open_and_cannot_be_traded_is_unhealthy(emu):
+    """BTCUSD trades around the clock: EDITS_ONLY (no new positions) is an outage, without require_tradeable."""
+    emu.control(market_status={"BTCUSD": "EDITS_ONLY"})
+    result, _ = health(emu, fail_on_unhealthy=False)
+    assert result["healthy"] is False
+    [line] = result["failures"]
+    assert line.startswith(
+        "market:BTCUSD: BTCUSD: market is EDITS_ONLY but its opening hours say it should be open: mon 00:00 - 00:00;"
+    ), line
+    assert line.endswith("sun 00:00 - 00:00 (UTC)"), line
+    btc = result["checks"]["market:BTCUSD"]
+    assert btc["should_be_open"] is True and btc["next_close"] is None  # never closes
+
+
+def test_hours_in_another_zone_running_past_midnight(emu):
+    """A zone where it is 01:xx now, and yesterday's 22:00 - 03:00 there: open, closing at 03:00 local."""
+    now = dt.datetime.now(dt.UTC)
+    offset = ((1 - now.hour + 12) % 24) - 12  # hours to add to UTC for a local 01:xx, within -12..+11
+    zone = "Etc/GMT%+d" % -offset if offset else "UTC"  # the Etc names count the other way
+    local = now + dt.timedelta(hours=offset)
+    assert local.hour == 1
+    yesterday = DAYS[(local.weekday() - 1) % 7]
+    emu.control(hours={"OIL_CRUDE": {yesterday: ["22:00 - 03:00"], "zone": zone}})
+    result, _ = health(emu)
+    assert result["healthy"] is True, result.get("msg")
+    oil = result["checks"]["market:OIL_CRUDE"]
+    closes = local.replace(hour=3, minute=0, second=0, microsecond=0) - dt.timedelta(hours=offset)
+    assert (oil["market_status"], oil["should_be_open"], oil["next_close"]) == ("TRADEABLE", True, iso(closes))
+    assert oil["next_open"] == iso(closes - dt.timedelta(hours=5) + dt.timedelta(days=7))  # the same range next week
 
 
 def test_required_market_closed_fails(emu):
@@ -446,7 +491,7 @@ def test_module_against_the_emulator_container():
         urllib.request.urlopen(
             urllib.request.Request(
                 root + "/__emulator/control",
-                data=json.dumps({"market_status": {"BTCUSD": "TRADEABLE", "OIL_CRUDE": "CLOSED"}}).encode(),
+                data=json.dumps({"hours": {"OIL_CRUDE": {"zone": "UTC"}}}).encode(),  # no hours: closed
                 method="POST",
             ),
             timeout=5,

@@ -50,6 +50,7 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 try:
     from cryptography.hazmat.primitives import serialization
@@ -132,15 +133,22 @@ def iso_ms(ts):
 
 
 def market_open(hours, ts):
-    """Whether the opening hours (UTC) contain the instant ``ts``."""
-    d = dt.datetime.fromtimestamp(ts, dt.UTC)
-    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[d.weekday()]
+    """Whether the opening hours (in their ``zone``, default UTC) contain the instant ``ts``.
+
+    An end of 00:00 is midnight at the end of the day; a range ending before it starts runs into the next
+    day, so yesterday's ranges are looked at too. (The broker's model, written apart from the collection's
+    _market_hours on purpose: a test compares two readings of the documented format, not one with itself.)
+    """
+    zone = hours.get("zone") or "UTC"
+    d = dt.datetime.fromtimestamp(ts, dt.UTC if zone == "UTC" else ZoneInfo(zone))
+    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     minute = d.hour * 60 + d.minute
-    for span in hours.get(day, []):
-        start, end = (int(x[:2]) * 60 + int(x[3:]) for x in span.split(" - "))
-        end = 24 * 60 if end == 0 else end
-        if start <= minute < end:
-            return True
+    for back in (0, 1):
+        for span in hours.get(days[(d.weekday() - back) % 7], []):
+            start, end = (int(x[:2]) * 60 + int(x[3:]) for x in span.split(" - "))
+            end = end + 24 * 60 if end <= start else end
+            if start <= minute + back * 24 * 60 < end:
+                return True
     return False
 
 
@@ -172,6 +180,7 @@ class Emulator:
                 "latency": {},  # "GET /ping" -> ms, per endpoint
                 "faults": {},  # "GET /ping" | "*" -> fault (see README.md)
                 "market_status": {},  # epic -> forced marketStatus (else opening hours)
+                "hours": {},  # epic -> openingHours {"mon": [...], ..., "zone": ...} replacing the instrument's
                 "quotes": {},  # epic -> {"bid": .., "offer": .., "age_s": ..}
                 "clock_offset_ms": 0,  # added to serverTime
                 "tz_offset_hours": 2,  # broker-local updateTime = UTC + this (as recorded)
@@ -199,7 +208,7 @@ class Emulator:
                     if value:
                         for sess in self.sessions.values():
                             sess["last_used"] = -1e12
-                elif key in ("faults", "latency", "market_status", "quotes"):
+                elif key in ("faults", "latency", "market_status", "quotes", "hours"):
                     if value is None:
                         cfg[key] = {}
                         continue
@@ -340,7 +349,7 @@ class Emulator:
         if inst is None:
             raise ApiError(404, "error.not-found.epic")
         forced = self.config["market_status"].get(epic)
-        status = forced or ("TRADEABLE" if market_open(inst["hours"], now) else "CLOSED")
+        status = forced or ("TRADEABLE" if market_open(self.hours(epic), now) else "CLOSED")
         quote = self.config["quotes"].get(epic, {})
         # a random walk that does not depend on call history: smooth waves plus a little noise
         wave = math.sin(now / 37.0) * 0.002 + math.sin(now / 5.3) * 0.0007
@@ -376,7 +385,7 @@ class Emulator:
             "currency": "USD",
             "marginFactor": inst["margin"],
             "marginFactorUnit": "PERCENTAGE",
-            "openingHours": dict(inst["hours"], zone="UTC"),
+            "openingHours": self.hours(epic),
             "country": "",
         }
         rules = {
@@ -391,6 +400,10 @@ class Emulator:
             "trailingStopsPreference": "NOT_AVAILABLE",
         }
         return {"instrument": instrument, "dealingRules": rules, "snapshot": snapshot}
+
+    def hours(self, epic):
+        """The epic's openingHours: set through the control endpoint, else the instrument's (UTC)."""
+        return self.config["hours"].get(epic) or dict(MARKETS[epic]["hours"], zone="UTC")
 
     def market_summary(self, epic, now):
         view = self.market_view(epic, now)

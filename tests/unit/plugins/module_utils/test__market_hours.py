@@ -92,3 +92,12 @@ def test_hours_in_another_zone_follow_its_daylight_saving_time():
 def test_unreadable_hours_are_refused_naming_the_epic_and_the_field(hours, named):
     with pytest.raises(H.HoursError, match="OIL_CRUDE: " + named.replace("(", r"\(")):
         H.schedule(hours, at("2026-12-09T12:00:00"), epic="OIL_CRUDE")
+
+
+def test_what_a_health_check_reports():
+    report = H.market_hours({"openingHours": OIL}, at("2026-12-12T12:00:00"), "OIL_CRUDE")
+    assert report["should_be_open"] is False
+    assert (report["next_open"], report["next_close"]) == ("2026-12-13T23:05:00Z", None)
+    assert report["hours"].startswith("mon 00:00 - 22:00, 23:05 - 00:00; ") and "sat closed" in report["hours"]
+    assert report["hours"].endswith("(UTC)")
+    assert H.market_hours({"epic": "X"}, at("2026-12-12T12:00:00")) == {}
