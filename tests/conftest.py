@@ -29,6 +29,12 @@ VENV_BIN = ROOT / ".venv" / "bin"
 # `from ansible_collections.tradeops.stack.plugins.module_utils import _state` works in tests
 sys.path.insert(0, str(COLLECTIONS))
 
+# the integration helpers (playbook_support, rollout_support) and the rollout fixtures, as a plugin: a
+# tests/integration/conftest.py would replace this module as `conftest` (see rollout_fixtures.py)
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+pytest.register_assert_rewrite("playbook_support", "rollout_support")
+pytest_plugins = ["rollout_fixtures"]
+
 
 def ansible_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from test_playbooks import OLDER, Stack, changed_count, remove_stack
+from playbook_support import OLDER, Stack, changed_count, remove_stack
 
 
 def timed(stack: Stack, name: str, **extra) -> tuple[float, int, int]:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 from conftest import run_playbook  # noqa: E402
-from test_rollout_support import (  # noqa: E402
+from rollout_support import (  # noqa: E402
     LOCAL,
     Load,
     Stack,

@@ -27,8 +27,8 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from test_playbooks import GOOD, OLDER, Stack, remove_stack  # noqa: E402
-from test_rollout_support import Load  # noqa: E402
+from playbook_support import GOOD, OLDER, Stack, remove_stack  # noqa: E402
+from rollout_support import Load  # noqa: E402
 
 
 def play(stack: Stack, name: str, **extra) -> float:

@@ -25,17 +25,17 @@ import pytest
 import yaml
 
 HERE = Path(__file__).resolve().parent
-# the stack helpers of the playbook tests (one Stack, one docker(), one remove_stack)
+# the stack helpers of the playbook tests (one Stack, one docker(), one remove_stack): playbook_support.py
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 from conftest import ROOT, VENV_BIN, ansible_env  # noqa: E402
-from test_playbooks import PLAYBOOKS, Stack, free_port, remove_stack  # noqa: E402
+from playbook_support import PLAYBOOKS, Stack, free_port, remove_stack  # noqa: E402
 
 TARGET_S = 60.0
 
 
 class FaultStack(Stack):
-    """test_playbooks.Stack with monitoring on, on ports and paths of its own."""
+    """playbook_support.Stack with monitoring on, on ports and paths of its own."""
 
     def __init__(self, root: Path) -> None:
         super().__init__()

@@ -17,8 +17,8 @@ import time
 import pytest
 import yaml
 from conftest import ROOT, run_playbook
-from test_playbooks import docker
-from test_rollout_support import wait_for
+from playbook_support import docker
+from rollout_support import wait_for
 
 BUSYBOX = "tradeops/busybox:1.35"
 PLATFORM = yaml.safe_load((ROOT / "molecule" / "host" / "molecule.yml").read_text())["platforms"][0]

@@ -24,10 +24,20 @@ from collections import defaultdict
 import pytest
 import yaml
 from conftest import ROOT, run_module
-from test_playbooks import BOTS, BROKEN, GOOD, OLDER, changed_count, docker, image_id
-from test_playbooks_no_data_lost import checkpoint, now, rows_after, rows_up_to
-from test_rollout_faults import descendants
-from test_rollout_support import run_task, wait_for
+from playbook_support import (
+    BOTS,
+    BROKEN,
+    GOOD,
+    OLDER,
+    changed_count,
+    checkpoint,
+    docker,
+    image_id,
+    now,
+    rows_after,
+    rows_up_to,
+)
+from rollout_support import descendants, run_task, wait_for
 
 CRASH = "tradeops/bot:1.2.0"
 INVENTORY = ROOT / "inventories" / "local" / "group_vars" / "tradeops"

@@ -8,16 +8,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from test_rollout_support import (  # noqa: F401 - fixtures
-    Load,
-    app_images_fixture,
-    docker,
-    http_get,
-    keepalive_images_fixture,
-    rollout,
-    stack_fixture,
-    wait_for,
-)
+from rollout_support import Load, docker, http_get, rollout, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from ansible_collections.tradeops.stack.plugins.module_utils._state import machine_identity
-from test_rollout_support import run_task
+from rollout_support import run_task
 
 OTHER = "00000000-0000-0000-0000-000000000000/pid:[4026531836]"
 

@@ -16,12 +16,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     StateError,
     machine_identity,
 )
-from test_rollout_support import (  # noqa: F401 - fixtures
-    app_images_fixture,
-    rollout,
-    stack_fixture,
-    wait_for,
-)
+from rollout_support import rollout, wait_for
 
 pytestmark = pytest.mark.slow
 

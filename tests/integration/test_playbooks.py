@@ -12,95 +12,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
-import shutil
 import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_playbook
+from conftest import run_playbook
+from playbook_support import BOTS, BROKEN, GOOD, OLDER, PLAYBOOKS, Stack, changed_count, docker, image_id, remove_stack
 
 pytestmark = pytest.mark.slow
-PLAYBOOKS = ROOT / "playbooks"
-GOOD, OLDER, BROKEN = "tradeops/bot:1.0.1", "tradeops/bot:1.0.0", "tradeops/bot:1.1.0"
 HEALTH = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/health').read().decode())"
-BOTS = ("market_data", "signal_engine", "risk_manager", "paper_execution", "db_writer")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=False).stdout.strip()
-
-
-def remove_stack(name: str, root: Path) -> None:
-    ids = docker("ps", "-aq", "--filter", f"label=tradeops.stack={name}").split()
-    ids += docker("ps", "-aq", "--filter", f"name=^{name}-").split()
-    if ids:
-        docker("rm", "-f", *sorted(set(ids)))
-    for vol in docker("volume", "ls", "-q", "--filter", f"name=^{name}-").split():
-        docker("volume", "rm", vol)
-    for net in docker("network", "ls", "--format", "{{.Name}}", "--filter", f"label=tradeops.stack={name}").split():
-        docker("network", "rm", net)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-class Stack:
-    def __init__(self) -> None:
-        self.name = "t-pl" + secrets.token_hex(3)
-        self.root = Path("/tmp") / self.name
-        self.state = self.root / "state"
-        self.vars = {
-            "tradeops_stack_name": self.name,
-            "tradeops_state_root": str(self.state),
-            "tradeops_proxy_port": free_port(),
-            "tradeops_broker_port": free_port(),
-            "tradeops_broker_emulator": bool(docker("images", "-q", "tradeops/capital-emulator:1.0")),
-            "tradeops_monitoring_enabled": False,
-            "tradeops_prometheus_url": "",
-        }
-
-    def play(self, name: str, env: dict[str, str] | None = None, **extra):
-        return run_playbook(PLAYBOOKS / f"{name}.yml", extra_vars={**self.vars, **extra}, env=env, timeout=1800)
-
-    @property
-    def home(self) -> Path:
-        return self.state / self.name
-
-    def manifest(self, which: str = "current") -> dict:
-        return json.loads((self.home / "manifests" / f"{which}.json").read_text())
-
-    def running(self) -> dict[str, dict]:
-        """service -> {name, image, started} of the running service containers."""
-        out = {}
-        for line in docker(
-            "ps",
-            "--filter",
-            f"label=tradeops.stack={self.name}",
-            "--format",
-            '{{.Label "tradeops.service"}}|{{.Label "tradeops.role"}}|{{.Names}}|{{.Image}}',
-        ).splitlines():
-            service, role, name, _ = line.split("|")
-            if role in ("", "service"):
-                started, iid = docker("inspect", "-f", "{{.State.StartedAt}} {{.Image}}", name).split()
-                out[service] = {"name": name, "image": iid, "started": started}
-        return out
-
-
-def image_id(ref: str) -> str:
-    return docker("image", "inspect", "-f", "{{.Id}}", ref)
-
-
-def changed_count(output: str) -> int:
-    match = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", output)
-    assert match, output[-2000:]
-    return int(match.group(1))
 
 
 @pytest.fixture(scope="module")

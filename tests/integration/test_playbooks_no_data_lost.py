@@ -9,54 +9,13 @@ import os
 import time
 
 import pytest
-from test_playbooks import OLDER, Stack, docker, remove_stack
+from playbook_support import OLDER, Stack, checkpoint, docker, remove_stack, rows_up_to
 
 pytestmark = pytest.mark.slow
 CYCLES = int(os.environ.get("TRADEOPS_NO_DATA_LOST_CYCLES", "20"))
 
 
-ROWS = "md5(string_agg(deal_id || ':' || epic || ':' || side || ':' || price::text, ',' ORDER BY deal_id))"
 MOUNT = '{{range .Mounts}}{{if eq .Destination "/var/lib/postgresql/data"}}{{.Name}}{{end}}{{end}}'
-
-
-def psql(stack: Stack, sql: str) -> str:
-    return docker("exec", f"{stack.name}-postgres", "psql", "-U", "tradeops", "-d", "tradeops", "-At", "-c", sql)
-
-
-def checkpoint(stack: Stack) -> tuple[str, int, str]:
-    """(time, rows up to it, md5 over those rows) taken inside PostgreSQL.
-
-    The cut is a few seconds in the past: created_at is the INSERT's start time, so an
-    insert that began just before now() and commits just after it would be counted by a
-    later query and not by this one (a fault run once saw 109 rows become 110)."""
-    out = psql(
-        stack,
-        "SELECT t, (SELECT count(*) FROM paper_trades WHERE created_at <= t), "  # noqa: S608
-        f"(SELECT coalesce({ROWS}, '') FROM paper_trades WHERE created_at <= t) "
-        "FROM (SELECT now() - interval '5 seconds' AS t) AS cut",
-    )
-    ts, count, digest = out.split("|")
-    return ts, int(count), digest
-
-
-def rows_up_to(stack: Stack, ts: str) -> tuple[int, str]:
-    out = psql(
-        stack,
-        # ts comes from PostgreSQL's own now(), never from outside
-        f"SELECT count(*), coalesce({ROWS}, '') FROM paper_trades WHERE created_at <= '{ts}'::timestamptz",  # noqa: S608
-    )
-    count, digest = out.split("|")
-    return int(count), digest
-
-
-def now(stack: Stack) -> str:
-    return psql(stack, "SELECT now()")
-
-
-def rows_after(stack: Stack, ts: str) -> int:
-    # ts comes from PostgreSQL's own now(), never from outside
-    out = psql(stack, f"SELECT count(*) FROM paper_trades WHERE created_at > '{ts}'::timestamptz")  # noqa: S608
-    return int(out or 0)  # empty while PostgreSQL does not answer
 
 
 @pytest.fixture(scope="module")

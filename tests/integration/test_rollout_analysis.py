@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from test_rollout_support import app_images_fixture, rollout, stack_fixture  # noqa: F401 - fixtures
+from rollout_support import rollout
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,7 @@ import re
 import secrets
 
 import pytest
-from test_rollout_faults import Watcher
-from test_rollout_support import docker, http_get, rollout, stack_fixture  # noqa: F401 - fixtures
+from rollout_support import Watcher, docker, http_get, rollout
 
 pytestmark = pytest.mark.slow
 

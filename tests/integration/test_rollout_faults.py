@@ -10,21 +10,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-import docker as docker_sdk
 import pytest
 from conftest import ROOT, ansible_env
-from test_rollout_support import (  # noqa: F401 - fixtures
-    app_images_fixture,
-    docker,
-    http_get,
-    rollout,
-    run_task,
-    stack_fixture,
-    wait_for,
-)
+from rollout_support import Watcher, descendants, docker, http_get, rollout, run_task, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,37 +25,6 @@ SLOW_HEALTH = {
     "timeout": "5s",
     "retries": 2,
 }
-
-
-class Watcher(threading.Thread):
-    """Polls the engine every 50 ms and records the largest number of running instances of a service."""
-
-    def __init__(self, stack: str, service: str):
-        super().__init__(daemon=True)
-        self.client = docker_sdk.from_env()
-        self.filters = {"label": [f"tradeops.stack={stack}", f"tradeops.service={service}", "tradeops.role=service"]}
-        self.max_running = 0
-        self.samples = 0
-        self.overlaps = []
-        self.stop_flag = threading.Event()
-
-    def run(self):
-        while not self.stop_flag.is_set():
-            names = [c.name for c in self.client.containers.list(filters=self.filters)]
-            self.samples += 1
-            if len(names) > self.max_running:
-                self.max_running = len(names)
-            if len(names) > 1:
-                self.overlaps.append(names)
-            time.sleep(0.05)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_flag.set()
-        self.join()
 
 
 def test_exclusive_never_runs_two_instances(stack, app_images):
@@ -191,21 +150,6 @@ def test_controller_killed_mid_rollout(strategy, stack, app_images, tmp_path):
     actions = [e["action"] for e in stack.audit()]
     assert "lock_take_over" in actions
     assert not (stack.dir / "lock.json").exists()
-
-
-def descendants(root: int) -> list[int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    out, frontier = [], [root]
-    while frontier:
-        children = [pid for pid, ppid in parents.items() if ppid in frontier]
-        out += children
-        frontier = children
-    return out
 
 
 def _first_hash(stack, service):

@@ -9,14 +9,7 @@ import socket
 import time
 
 import pytest
-from test_rollout_support import (  # noqa: F401 - fixtures
-    app_images_fixture,
-    docker,
-    docker_events,
-    http_get,
-    rollout,
-    stack_fixture,
-)
+from rollout_support import docker, docker_events, http_get, rollout
 
 pytestmark = pytest.mark.slow
 

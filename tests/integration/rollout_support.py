@@ -1,17 +1,20 @@
-"""Shared fixtures and helpers of the rollout tests and benchmarks (no tests here).
+"""Shared helpers of the rollout tests and benchmarks (no tests, no fixtures here: those are in
+rollout_fixtures.py).
 
 Test images are tiny busybox images built once per session from ``tradeops/busybox:1.35``:
 ``t-ro-app:<tag>`` serving ``/health`` and ``/`` (its version) on port 8000 with a 1 s
 HEALTHCHECK. Modes: ``good``, ``unhealthy`` (/health is 404 -> health check fails),
 ``crash`` (exits 3 at start). ``t-ro-ka:<tag>`` is the same app in Python with HTTP/1.1 keep-alive (busybox
 httpd closes every connection, so it never shows what a proxy does to a persistent one). ``Load`` is the load
-generator of the keep-alive tests and the benchmarks: a separate process, open loop at a fixed rate. Every
+generator of the keep-alive tests and the benchmarks: a separate process, open loop at a fixed rate.
+``Watcher`` counts the running instances of a service; ``descendants`` lists a process's descendants. Every
 container, network and state root a test creates is named ``t-ro-<random>`` and removed by the test that
 created it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import json
@@ -25,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
+import docker as docker_sdk
 
 APP_SH = r"""
 busybox mkdir -p /tmp/www
@@ -129,16 +132,6 @@ def build_keepalive_images(tags=("1", "2")) -> dict[str, str]:
     return {tag: f"t-ro-ka:{tag}" for tag in tags}
 
 
-@pytest.fixture(scope="session", name="keepalive_images")
-def keepalive_images_fixture():
-    return build_keepalive_images()
-
-
-@pytest.fixture(scope="session", name="app_images")
-def app_images_fixture():
-    return build_test_images()
-
-
 class Stack:
     """A throw-away stack: unique name, state root in a tmp dir, cleanup of what it created."""
 
@@ -209,13 +202,6 @@ class Stack:
             docker("rm", "-f", *ids, check=False)
         for net in docker("network", "ls", "-q", "--filter", f"name={self.name}").split():
             docker("network", "rm", net, check=False)
-
-
-@pytest.fixture(name="stack")
-def stack_fixture(tmp_path):
-    s = Stack(tmp_path)
-    yield s
-    s.cleanup()
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int | None, str]:
@@ -314,6 +300,53 @@ def docker_events(since: float, until: float, stack: str) -> list[str]:
         "runtime show servers state tradeops_backend",
     )
     return [line for line in out.splitlines() if line.strip() and not any(o in line for o in own)]
+
+
+# -- watching the engine and the controller's processes (test_rollout_bot, test_rollout_faults, tests/faults) --
+class Watcher(threading.Thread):
+    """Polls the engine every 50 ms and records the largest number of running instances of a service."""
+
+    def __init__(self, stack: str, service: str):
+        super().__init__(daemon=True)
+        self.client = docker_sdk.from_env()
+        self.filters = {"label": [f"tradeops.stack={stack}", f"tradeops.service={service}", "tradeops.role=service"]}
+        self.max_running = 0
+        self.samples = 0
+        self.overlaps = []
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            names = [c.name for c in self.client.containers.list(filters=self.filters)]
+            self.samples += 1
+            if len(names) > self.max_running:
+                self.max_running = len(names)
+            if len(names) > 1:
+                self.overlaps.append(names)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        self.join()
+
+
+def descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    out, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, ppid in parents.items() if ppid in frontier]
+        out += children
+        frontier = children
+    return out
 
 
 # -- load generator (separate process) ------------------------------------------------------
