@@ -329,7 +329,7 @@ def test_a_deploy_and_a_flag_flip_at_once_keep_both_manifests(tmp_path):
     # let the flip reach the lock while the deploy still verifies: before this change, the deploy's
     # known-good ran after the unlock and rewrote the history from its own copy, losing the flip
     wait_until(
-        lambda: "Take the deploy lock" in (tmp_path / "flags.log").read_text(), "the flip at the lock", [deploy, flags]
+        lambda: "Deploy lock, take" in (tmp_path / "flags.log").read_text(), "the flip at the lock", [deploy, flags]
     )
     go.touch()
     for proc, log in ((deploy, dlog), (flags, flog)):
