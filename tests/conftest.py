@@ -32,8 +32,10 @@ sys.path.insert(0, str(COLLECTIONS))
 # the integration helpers (playbook_support, rollout_support) and the rollout fixtures, as a plugin: a
 # tests/integration/conftest.py would replace this module as `conftest` (see rollout_fixtures.py)
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
+# the Capital.com emulator's harness and its fixtures (emulator, emu), for unit and integration tests alike
+sys.path.insert(0, str(ROOT / "tests" / "emulators" / "capital_com"))
 pytest.register_assert_rewrite("playbook_support", "rollout_support")
-pytest_plugins = ["rollout_fixtures"]
+pytest_plugins = ["rollout_fixtures", "emulator_fixtures"]
 
 
 def ansible_env(**extra: str) -> dict[str, str]:

@@ -8,7 +8,6 @@ no traceback reaches the user.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import itertools
 import json
 import os
@@ -24,23 +23,12 @@ import pytest
 import requests
 from conftest import ROOT, run_playbook
 
-HARNESS = ROOT / "tests" / "emulators" / "capital_com" / "harness.py"
-_spec = importlib.util.spec_from_file_location("capital_emulator_harness", HARNESS)
-harness = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(harness)
-
 CREDS = {"api_key": "emulator-api-key", "identifier": "trader@example.com", "password": "emulator-password"}
 TASK = "capital_com_health under test"
 
 
-@pytest.fixture(scope="module")
-def emulator():
-    with harness.EmulatorProcess() as emu:
-        yield emu
-
-
 @pytest.fixture
-def emu(emulator):
+def emu(emulator):  # the emulator process of tests/emulators/capital_com/emulator_fixtures.py
     emulator.reset()
     # deterministic markets whatever the weekday: oil open around the clock (BTCUSD is), and the status
     # follows the hours; tests that want a closed market give it hours that say so

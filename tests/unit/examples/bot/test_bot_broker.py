@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -13,25 +12,7 @@ sys.path.insert(0, str(ROOT / "examples" / "bot"))
 
 from tradeops_bot.broker import BrokerClient, BrokerError, parse_quotes  # noqa: E402
 
-HARNESS = ROOT / "tests" / "emulators" / "capital_com" / "harness.py"
-_spec = importlib.util.spec_from_file_location("capital_emulator_harness_bot", HARNESS)
-harness = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(harness)
-
 KEY, LOGIN, PASSWORD = "emulator-api-key", "trader@example.com", "emulator-password"
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with harness.EmulatorProcess() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(emulator):
-    emulator.reset()
-    yield emulator
-    emulator.reset()
 
 
 def client(emu, password=PASSWORD):

@@ -7,13 +7,11 @@ client's ``sleep`` is replaced where a test checks the backoff it asked for.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import ipaddress
 import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import pytest
 from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import (
@@ -29,25 +27,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import
     quote_age,
 )
 
-HARNESS = Path(__file__).resolve().parents[3] / "emulators" / "capital_com" / "harness.py"
-_spec = importlib.util.spec_from_file_location("capital_emulator_harness", HARNESS)
-harness = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(harness)
-
 KEY, LOGIN, PASSWORD = "emulator-api-key", "trader@example.com", "emulator-password"
-
-
-@pytest.fixture(scope="module")
-def emulator():
-    with harness.EmulatorProcess() as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(emulator):
-    emulator.reset()
-    yield emulator
-    emulator.reset()
 
 
 class RecordingSleep:
