@@ -158,12 +158,17 @@ def fingerprint(key, data):
     return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
+def network_exists(client, name):
+    """Whether a network is named exactly ``name``: the engine's name filter also matches ``<name>-metrics``."""
+    return any(network.name == name for network in client.networks.list(names=[name]))
+
+
 def ensure_network(client, name, stack, check_mode=False, internal=False):
     """Create a user-defined bridge network if missing (``internal``: no route out of it, no published port).
 
     Returns True when it was (or would be) created. An existing network is used as it is.
     """
-    if client.networks.list(names=[name]):
+    if network_exists(client, name):
         return False
     if not check_mode:
         client.networks.create(

@@ -144,7 +144,7 @@ class Engine:
             self._create_network(name, internal)
 
     def _network_missing(self, name):
-        return not self.client.networks.list(names=[name])
+        return not docker_utils.network_exists(self.client, name)
 
     def _create_network(self, name, internal):
         docker_utils.ensure_network(self.client, name, self.stack, internal=internal)

@@ -74,3 +74,40 @@ def test_durations_and_health_budget():
     assert _docker.health_budget(hc) == 16
     assert _docker.health_budget({"Test": ["NONE"]}) is None
     assert _docker.health_budget(None) is None
+
+
+class _Network:
+    def __init__(self, name):
+        self.name = name
+
+
+class _Networks:
+    """The engine's name filter as it behaves: a substring match (``t-sec`` finds ``t-sec-metrics``)."""
+
+    def __init__(self, names):
+        self.names = names
+        self.created = []
+
+    def list(self, names=None):
+        return [_Network(n) for n in self.names if any(want in n for want in names or [])]
+
+    def create(self, name, **kw):
+        self.created.append((name, kw))
+
+
+class _Client:
+    def __init__(self, names):
+        self.networks = _Networks(names)
+
+
+def test_a_network_whose_name_only_starts_like_the_wanted_one_does_not_count():
+    client = _Client(["t-sec-metrics", "t-sec-postgres"])
+    assert _docker.network_exists(client, "t-sec") is False
+    assert _docker.ensure_network(client, "t-sec", "t-sec", internal=False) is True
+    assert client.networks.created == [
+        (
+            "t-sec",
+            {"driver": "bridge", "internal": False, "labels": {"tradeops.stack": "t-sec"}, "check_duplicate": True},
+        )
+    ]
+    assert _docker.network_exists(_Client(["t-sec"]), "t-sec") is True
