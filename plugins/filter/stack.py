@@ -111,11 +111,7 @@ def _find_cycle(deps, remaining):
     return sorted(remaining)
 
 
-def _enabled(svc):
-    value = svc.get("enabled", True)
-    if isinstance(value, str):
-        return value.strip().lower() not in ("false", "no", "0", "off", "")
-    return bool(value)
+_enabled = _networks.enabled
 
 
 def dependency_order(services, enabled_only=False):

@@ -21,6 +21,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.tradeops.stack.plugins.module_utils._docker import container_name
+
 METRICS_SUFFIX = "metrics"
 
 
@@ -35,16 +37,21 @@ def metrics_network(stack):
 
 
 def private_network(stack, service):
-    """The internal network of an ``internal`` service, joined by the services that depend on it."""
-    return "%s-%s" % (stack, dashed(service))
+    """The internal network of an ``internal`` service, joined by the services that depend on it (named as
+    the service's container is)."""
+    return container_name(stack, service)
 
 
 def _aliases(name):
     return sorted({name, dashed(name)})
 
 
-def _enabled(svc):
-    return svc.get("enabled", True) not in (False, "false", "False", "no", 0)
+def enabled(svc):
+    """Whether a service of the description is deployed (``enabled`` may be a templated string)."""
+    value = svc.get("enabled", True)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "no", "0", "off", "")
+    return bool(value)
 
 
 def service_networks(service, services, stack, network=None):
@@ -59,7 +66,7 @@ def service_networks(service, services, stack, network=None):
             for n in service["networks"]
         ]
     name = service["name"]
-    internal_services = {s["name"] for s in services if s.get("internal") and _enabled(s)}
+    internal_services = {s["name"] for s in services if s.get("internal") and enabled(s)}
     if service.get("internal"):
         out = [{"name": private_network(stack, name), "aliases": _aliases(name), "internal": True}]
     else:
