@@ -10,6 +10,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 export PYTHONDONTWRITEBYTECODE := 1
 PYTEST := $(BIN)/pytest -p no:cacheprovider
+# the slowest tests, printed after each run: where the 45-minute budget of CI goes
+SLOWEST := --durations=25 --durations-min=20
 # The no-data-lost test runs this many deploy/rollback cycles of the whole stack (~2.5 min
 # each on 2 cores); CI runs 3, the full 20 of the acceptance bar: TRADEOPS_NO_DATA_LOST_CYCLES=20.
 export TRADEOPS_NO_DATA_LOST_CYCLES ?= 3
@@ -52,10 +54,10 @@ unit: bootstrap  ## pure-logic unit tests
 	$(PYTEST) tests/unit
 
 integration: images  ## integration tests against the real engine, emulator and tools
-	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile tests/integration
+	$(PYTEST) $(SLOWEST) -n $(TEST_WORKERS) --dist loadfile tests/integration
 
 faults: images  ## whole-stack fault suite (tests/faults): prints scenario, expected, observed, recovery time
-	$(PYTEST) -m "not slow" tests/faults
+	$(PYTEST) $(SLOWEST) -m "not slow" tests/faults
 
 molecule: images  ## every Molecule scenario under molecule/ (MOLECULE_JOBS at a time, default 2)
 	tests/tools/molecule_all.sh $(MOLECULE_SCENARIOS)

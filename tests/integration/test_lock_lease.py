@@ -121,13 +121,18 @@ def test_a_play_lock_whose_controller_died_stays_live_while_its_rollout_works(st
     over) until the job has finished; then it is, and the job is no longer recorded as its worker."""
     lock = DeployLock(StackState(stack.name, str(stack.root)))
     assert not rollout(stack.args("app", image=app_images["1"], strategy="exclusive")).get("failed")
-    controller = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(6)"])
+    # the controller dies only once the rollout has recorded itself as the lock's worker: killed on a timer
+    # instead, a slow start of the module (a loaded machine) would find its owner gone and the lock stale
+    controller = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     lock.acquire("play-gone", "worker test", ttl=20, owner_pid=controller.pid, owner_machine=machine_identity())
     seen, stop = [], threading.Event()
 
     def observe():
         while not stop.is_set():
             status = lock.status()
+            if status.get("worker_pid") and controller.poll() is None:
+                controller.kill()
+                controller.wait()
             seen.append((time.monotonic(), controller.poll() is not None, status.get("worker_pid"), status["stale"]))
             time.sleep(0.2)
 
@@ -146,6 +151,7 @@ def test_a_play_lock_whose_controller_died_stays_live_while_its_rollout_works(st
     finally:
         stop.set()
         observer.join()
+        controller.kill()
         controller.wait()
     assert not res.get("failed") and res["changed"], res.get("msg")
     orphaned = [s for s in seen if s[1] and s[2]]  # controller gone, the rollout still working
