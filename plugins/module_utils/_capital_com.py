@@ -37,26 +37,15 @@ from ansible.module_utils.basic import env_fallback
 from urllib.parse import quote
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _rules
+from ansible_collections.tradeops.stack.plugins.module_utils._optional import optional_import
 
-try:
-    import requests
-    from requests import exceptions as rexc
-
-    HAS_REQUESTS = True
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on the host
-    HAS_REQUESTS = False
-    REQUESTS_IMPORT_ERROR = exc
-
-try:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import padding
-
-    HAS_CRYPTOGRAPHY = True
-    CRYPTOGRAPHY_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on the host
-    HAS_CRYPTOGRAPHY = False
-    CRYPTOGRAPHY_IMPORT_ERROR = exc
+requests, REQUESTS_IMPORT_ERROR = optional_import("requests")
+HAS_REQUESTS = requests is not None
+rexc = requests.exceptions if HAS_REQUESTS else None
+# RSA-encrypting the password (encrypted_password=true) is the only use of cryptography
+serialization, CRYPTOGRAPHY_IMPORT_ERROR = optional_import("cryptography.hazmat.primitives.serialization")
+padding = optional_import("cryptography.hazmat.primitives.asymmetric.padding")[0]
+HAS_CRYPTOGRAPHY = serialization is not None and padding is not None
 
 LIVE_URL = "https://api-capital.backend-capital.com/api/v1"
 DEMO_URL = "https://demo-api-capital.backend-capital.com/api/v1"

@@ -19,26 +19,12 @@ __metaclass__ = type
 import hashlib
 import time
 
-try:
-    import docker
-    from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-
-    HAS_DOCKER = True
-    DOCKER_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on the host
-    HAS_DOCKER = False
-    DOCKER_IMPORT_ERROR = exc
-
-    class DockerException(Exception):
-        pass
-
-    APIError = NotFound = ImageNotFound = DockerException
-
 from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _rules
+from ansible_collections.tradeops.stack.plugins.module_utils._optional import optional_import
 from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     LABEL_COLOUR,
     LABEL_RELEASE,
@@ -46,6 +32,17 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import (
     LABEL_SPEC_HASH,
     LABEL_STACK,
 )
+
+docker, DOCKER_IMPORT_ERROR = optional_import("docker")
+HAS_DOCKER = docker is not None
+if HAS_DOCKER:
+    from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+else:  # the names still exist without the SDK, so that the except clauses below hold
+
+    class DockerException(Exception):
+        pass
+
+    APIError = NotFound = ImageNotFound = DockerException
 
 # Paired with plugins/doc_fragments/docker.py.
 DOCKER_ARG_SPEC = dict(

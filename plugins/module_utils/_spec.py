@@ -83,29 +83,33 @@ def _copy(value):
 
 
 # -- normalisers and SDK keywords ----------------------------------------------------------
-def _same(key, convert=None):
-    def normalise(params, ctx):
-        value = params.get(key)
-        return {key: convert(value) if convert else value}
+def _take(key, out=None, convert=None):
+    """``{out or key: convert(mapping[key])}``: one field of the parameters (a normaliser) or of the spec
+    (SDK keywords), renamed and converted; a None keyword is left out of create()."""
 
-    return normalise
+    def take(mapping, ctx):
+        value = mapping.get(key)
+        return {out or key: convert(value) if convert else value}
+
+    return take
 
 
-def _set_only(key):
-    """A bool that enters the spec (and its hash) only when true: adding the option changed no stored hash."""
+def _true_only(key):
+    """A bool that enters the spec (and its hash), and create(), only when true: adding the option changed
+    no stored hash, and older stored specs without it still create the same container."""
 
-    def normalise(params, ctx):
-        return {key: True} if params.get(key) else {}
+    def take(mapping, ctx):
+        return {key: True} if mapping.get(key) else {}
 
-    return normalise
+    return take
 
 
 def _sorted_dict(key):
-    return _same(key, lambda value: dict(sorted((value or {}).items())))
+    return _take(key, convert=lambda value: dict(sorted((value or {}).items())))
 
 
 def _sorted_list(key):
-    return _same(key, lambda value: sorted(value or []))
+    return _take(key, convert=lambda value: sorted(value or []))
 
 
 def _network(item):
@@ -159,25 +163,6 @@ def _log(params, ctx):
             "options": {k: str(v) for k, v in sorted(options.items())},
         }
     }
-
-
-def _kw(keyword, key=None, convert=None):
-    """create(keyword=spec[key]) (None leaves the keyword out)."""
-
-    def sdk(spec, ctx):
-        value = spec[key or keyword]
-        return {keyword: convert(value) if convert else value}
-
-    return sdk
-
-
-def _kw_if_set(keyword):
-    """create(keyword=True) when the spec holds it (older stored specs do not)."""
-
-    def sdk(spec, ctx):
-        return {keyword: True} if spec.get(keyword) else {}
-
-    return sdk
 
 
 def _or_none(value):
@@ -260,12 +245,12 @@ LOG_OPTIONS = dict(driver=dict(type="str", default="json-file"), options=dict(ty
 
 FIELDS = [
     Field("strategy", "str", "How the service is rolled out.", default=DEFAULT_STRATEGY, choices=STRATEGIES),
-    Field("image", "str", "Image reference.", normalise=_same("image"), sdk=_kw("image", "image_id")),
+    Field("image", "str", "Image reference.", normalise=_take("image"), sdk=_take("image_id", "image")),
     Field("pull", "str", "Pull policy.", default="missing", choices=["always", "missing", "never"]),
-    Field("command", "list", "Command.", elements="str", normalise=_same("command"), sdk=_kw("command")),
-    Field("entrypoint", "list", "Entrypoint.", elements="str", normalise=_same("entrypoint"), sdk=_kw("entrypoint")),
-    Field("env", "dict", "Environment.", normalise=_sorted_dict("env"), sdk=_kw("environment", "env")),
-    Field("volumes", "list", "Volumes.", elements="str", normalise=_sorted_list("volumes"), sdk=_kw("volumes")),
+    Field("command", "list", "Command.", elements="str", normalise=_take("command"), sdk=_take("command")),
+    Field("entrypoint", "list", "Entrypoint.", elements="str", normalise=_take("entrypoint"), sdk=_take("entrypoint")),
+    Field("env", "dict", "Environment.", normalise=_sorted_dict("env"), sdk=_take("env", "environment")),
+    Field("volumes", "list", "Volumes.", elements="str", normalise=_sorted_list("volumes"), sdk=_take("volumes")),
     Field("secrets", "list", "Secret names.", elements="str", no_log=False, secret=True, sdk=_secret_mounts),
     Field(
         "networks",
@@ -279,26 +264,26 @@ FIELDS = [
     Field("published_ports", "list", "Published ports.", elements="str", normalise=_ports, sdk=_port_bindings),
     Field("publish_address", "str", "Host address of published ports.", default="127.0.0.1"),
     Field("labels", "dict", "Extra labels.", normalise=_sorted_dict("labels")),  # labels= comes from the engine
-    Field("user", "str", "User.", normalise=_same("user"), sdk=_kw("user", convert=_or_none)),
+    Field("user", "str", "User.", normalise=_take("user"), sdk=_take("user", convert=_or_none)),
     Field(
         "read_only",
         "bool",
         "Read-only root.",
         default=HARDENING["read_only"],
-        normalise=_same("read_only"),
-        sdk=_kw("read_only"),
+        normalise=_take("read_only"),
+        sdk=_take("read_only"),
     ),
     Field(
         "init",
         "bool",
         "Run an init process as PID 1.",
         default=False,
-        normalise=_set_only("init"),
-        sdk=_kw_if_set("init"),
+        normalise=_true_only("init"),
+        sdk=_true_only("init"),
     ),
     _hardening_list("tmpfs", "Tmpfs mounts.", _tmpfs),
-    _hardening_list("cap_drop", "Capabilities dropped.", _kw("cap_drop", convert=_or_none)),
-    _hardening_list("cap_add", "Capabilities added.", _kw("cap_add", convert=_or_none)),
+    _hardening_list("cap_drop", "Capabilities dropped.", _take("cap_drop", convert=_or_none)),
+    _hardening_list("cap_add", "Capabilities added.", _take("cap_add", convert=_or_none)),
     # a service's own list never drops no-new-privileges (it replaces the default list)
     Field(
         "security_opt",
@@ -306,8 +291,8 @@ FIELDS = [
         "Security options.",
         elements="str",
         default=HARDENING["security_opt"],
-        normalise=_same("security_opt", lambda v: sorted(_rules.merged_security_opt(v))),
-        sdk=_kw("security_opt", convert=_or_none),
+        normalise=_take("security_opt", convert=lambda v: sorted(_rules.merged_security_opt(v))),
+        sdk=_take("security_opt", convert=_or_none),
     ),
     Field("resources", "dict", "Resource limits.", options=RESOURCE_OPTIONS, normalise=_resources, sdk=_limits),
     Field("healthcheck", "dict", "Healthcheck.", options=HEALTHCHECK_OPTIONS, normalise=_healthcheck, sdk=_health_kw),
@@ -317,10 +302,10 @@ FIELDS = [
         "Restart policy.",
         default="unless-stopped",
         choices=["no", "on-failure", "unless-stopped", "always"],
-        normalise=_same("restart_policy"),
-        sdk=_kw("restart_policy", convert=lambda v: {"Name": v}),
+        normalise=_take("restart_policy"),
+        sdk=_take("restart_policy", convert=lambda v: {"Name": v}),
     ),
-    Field("stop_timeout", "int", "Stop timeout.", default=10, normalise=_same("stop_timeout")),  # used at stop
+    Field("stop_timeout", "int", "Stop timeout.", default=10, normalise=_take("stop_timeout")),  # used at stop
     Field("log", "dict", "Log driver.", options=LOG_OPTIONS, normalise=_log, sdk=_log_config),
 ]
 BY_NAME = {f.name: f for f in FIELDS}

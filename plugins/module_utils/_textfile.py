@@ -45,34 +45,60 @@ def stack_path(state, name):
     return state.sub("metrics", file_name(name))
 
 
-# -- metric families: name -> (type, help) -----------------------------------------------------------
-FAMILIES = {
-    "capital_com_up": ("gauge", "1 when the last Capital.com health check passed every check, else 0."),
-    "capital_com_check_ok": ("gauge", "1 when the named check passed in the last health check, else 0."),
-    "capital_com_latency_seconds": (
-        "gauge",
-        "Round-trip time of GET /ping in the last health check, by quantile (1 = max).",
-    ),
-    "capital_com_latency_slo_seconds": ("gauge", "The latency budget the health check compares against."),
-    "capital_com_market_tradeable": ("gauge", "1 when the market's marketStatus was TRADEABLE, else 0."),
-    "capital_com_market_should_be_open": (
-        "gauge",
-        "1 when the market's own openingHours say it is open now, 0 when closed by them (NaN: no hours).",
-    ),
-    "capital_com_market_quote_age_seconds": ("gauge", "Age of the market's last quote in the last health check."),
-    "capital_com_clock_skew_seconds": ("gauge", "Broker serverTime minus host time (NaN when unknown)."),
-    "capital_com_rate_limited_responses": ("gauge", "HTTP 429 answers received during the last health check."),
-    "capital_com_rate_limited_total": ("counter", "HTTP 429 answers received by all health checks writing this file."),
-    "capital_com_check_duration_seconds": ("gauge", "Wall time of the last health check."),
-    "capital_com_last_check_timestamp_seconds": ("gauge", "When the last health check finished (Unix time)."),
-    "tradeops_paper_block_active": ("gauge", "1 while a paper-trading block is active"),
-    "tradeops_paper_block_elapsed_seconds": ("gauge", "Seconds since the active paper block started (0 when none)"),
-    "tradeops_paper_block_zai": ("gauge", "1 when the zero-activity incident is declared for the active block"),
-    "tradeops_paper_block_window_signals": ("gauge", "Signals in the ZAI window at the last status (NaN: no data)"),
-    "tradeops_paper_block_window_trades": ("gauge", "Paper trades in the ZAI window at the last status (NaN: no data)"),
-    "tradeops_paper_block_zai_window_seconds": ("gauge", "Length of the ZAI window used by the last status"),
-    "tradeops_paper_block_last_update_timestamp_seconds": ("gauge", "When paper_block last wrote this file"),
-}
+# -- metric families ---------------------------------------------------------------------------------
+# Two lines a family: its name and type, then its HELP text, indented.
+_FAMILY_TABLE = """
+capital_com_up gauge
+    1 when the last Capital.com health check passed every check, else 0.
+capital_com_check_ok gauge
+    1 when the named check passed in the last health check, else 0.
+capital_com_latency_seconds gauge
+    Round-trip time of GET /ping in the last health check, by quantile (1 = max).
+capital_com_latency_slo_seconds gauge
+    The latency budget the health check compares against.
+capital_com_market_tradeable gauge
+    1 when the market's marketStatus was TRADEABLE, else 0.
+capital_com_market_should_be_open gauge
+    1 when the market's own openingHours say it is open now, 0 when closed by them (NaN: no hours).
+capital_com_market_quote_age_seconds gauge
+    Age of the market's last quote in the last health check.
+capital_com_clock_skew_seconds gauge
+    Broker serverTime minus host time (NaN when unknown).
+capital_com_rate_limited_responses gauge
+    HTTP 429 answers received during the last health check.
+capital_com_rate_limited_total counter
+    HTTP 429 answers received by all health checks writing this file.
+capital_com_check_duration_seconds gauge
+    Wall time of the last health check.
+capital_com_last_check_timestamp_seconds gauge
+    When the last health check finished (Unix time).
+tradeops_paper_block_active gauge
+    1 while a paper-trading block is active
+tradeops_paper_block_elapsed_seconds gauge
+    Seconds since the active paper block started (0 when none)
+tradeops_paper_block_zai gauge
+    1 when the zero-activity incident is declared for the active block
+tradeops_paper_block_window_signals gauge
+    Signals in the ZAI window at the last status (NaN: no data)
+tradeops_paper_block_window_trades gauge
+    Paper trades in the ZAI window at the last status (NaN: no data)
+tradeops_paper_block_zai_window_seconds gauge
+    Length of the ZAI window used by the last status
+tradeops_paper_block_last_update_timestamp_seconds gauge
+    When paper_block last wrote this file
+"""
+
+
+def _families(table):
+    lines = table.strip().splitlines()
+    families = {}
+    for head, text in zip(lines[::2], lines[1::2], strict=True):
+        name, kind = head.split()
+        families[name] = (kind, text.strip())
+    return families
+
+
+FAMILIES = _families(_FAMILY_TABLE)  # name -> (type, help)
 
 
 # -- writing -----------------------------------------------------------------------------------------

@@ -29,8 +29,6 @@ description:
     C(CST) or C(X-SECURITY-TOKEN).
   - Refuses the live host (O(environment=live) or a live O(base_url)) unless O(allow_live=true).
   - Optionally writes a Prometheus textfile (O(metrics_file)) for node-exporter's textfile collector.
-author:
-  - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
   - tradeops.stack.capital_com
 attributes:
@@ -46,6 +44,8 @@ attributes:
     description: Running it again gives the same kind of answer and changes nothing.
     details:
       - Never changes anything on the broker and always reports C(changed=false), also when it writes the textfile.
+author:
+  - tradeops.stack contributors (@tradeops-stack)
 options:
   allow_live:
     description:

@@ -23,8 +23,6 @@ description:
     it waits on health gates, analysis and drains.
   - Every change of the lock is written with its audit line or not at all; on a full disk the task fails
     naming the file and the lock is left as it was.
-author:
-  - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
   - tradeops.stack.state
 attributes:
@@ -40,6 +38,8 @@ attributes:
     details:
       - Acquiring a lock one already holds renews its TTL (reported as not changed).
       - Releasing a free lock is not a change.
+author:
+  - tradeops.stack contributors (@tradeops-stack)
 options:
   state:
     description:

@@ -43,6 +43,8 @@ attributes:
   idempotent:
     support: none
     description: Every run writes a new bundle (it is a snapshot of the moment).
+author:
+  - tradeops.stack contributors (@tradeops-stack)
 options:
   since:
     description:
@@ -82,8 +84,6 @@ options:
     default: 5000000
 requirements:
   - docker (Python SDK) >= 5.0.3
-author:
-  - tradeops.stack contributors (@tradeops-stack)
 """
 
 EXAMPLES = r"""

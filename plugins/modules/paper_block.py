@@ -33,8 +33,6 @@ description:
     also rewrite the Prometheus textfile C(<state_root>/<stack>/metrics/paper_block.prom) with
     C(tradeops_paper_block_active), C(tradeops_paper_block_elapsed_seconds), C(tradeops_paper_block_zai),
     C(tradeops_paper_block_window_signals) and C(tradeops_paper_block_window_trades) (C(NaN) when there is no data).
-author:
-  - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
   - tradeops.stack.state
   - tradeops.stack.docker
@@ -54,6 +52,8 @@ attributes:
     description:
       - Starting the active block again, or closing an already closed block with the same final state, changes nothing.
       - O(state=status) always reports C(changed=false), also when it rewrites the metrics textfile.
+author:
+  - tradeops.stack contributors (@tradeops-stack)
 options:
   state:
     description:

@@ -24,8 +24,6 @@ description:
     O(allow_during_block=true); the override is audited.
   - Container hardening is the default; C(cap_drop=ALL), C(no-new-privileges), read-only root filesystem with a
     tmpfs at C(/tmp), resource limits required, non-root user required, bounded logs, ports bound to 127.0.0.1.
-author:
-  - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
   - tradeops.stack.state
   - tradeops.stack.docker
@@ -42,6 +40,8 @@ attributes:
   idempotent:
     support: full
     description: An unchanged, running, healthy service is a no-op without any Docker write.
+author:
+  - tradeops.stack contributors (@tradeops-stack)
 options:
   service:
     description:

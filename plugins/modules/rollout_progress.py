@@ -24,8 +24,6 @@ description:
     rolls back on failure by itself.
   - A job whose rollout process is gone without a result (killed) is reported as finished with a failed
     RV(result) naming the process.
-author:
-  - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
   - tradeops.stack.state
 attributes:
@@ -38,6 +36,8 @@ attributes:
   idempotent:
     support: full
     description: Reads the job and the progress record; removes the job's file once it has been read.
+author:
+  - tradeops.stack contributors (@tradeops-stack)
 options:
   service:
     description: The service the rollout job rolls out (names its progress record).

@@ -28,8 +28,6 @@ description:
   - The history is merged, one record added or updated by id; the records of other runs are kept.
   - Each write is a line in the audit log (C(manifest_commit), C(manifest_known_good), C(manifest_activate),
     C(flags_overrides)) with the identity of the process on the Docker host.
-author:
-  - tradeops.stack contributors (@tradeops-stack)
 extends_documentation_fragment:
   - tradeops.stack.state
 attributes:
@@ -50,6 +48,8 @@ attributes:
         values are not changes.
       - O(action=audit) always appends a line (reported as changed).
       - O(action=backup) publishes a dump once; run again, the dump is already there and nothing changes.
+author:
+  - tradeops.stack contributors (@tradeops-stack)
 options:
   action:
     description:
