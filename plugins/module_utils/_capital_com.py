@@ -47,6 +47,8 @@ serialization, CRYPTOGRAPHY_IMPORT_ERROR = optional_import("cryptography.hazmat.
 padding = optional_import("cryptography.hazmat.primitives.asymmetric.padding")[0]
 HAS_CRYPTOGRAPHY = serialization is not None and padding is not None
 
+TRADE_INTERVAL_S = 0.105  # the broker's one trade request per 0.1 s, with a margin for jitter
+
 LIVE_URL = "https://api-capital.backend-capital.com/api/v1"
 DEMO_URL = "https://demo-api-capital.backend-capital.com/api/v1"
 BASE_URLS = {"live": LIVE_URL, "demo": DEMO_URL}
@@ -105,7 +107,7 @@ class CapitalComError(Exception):
 
     ``kind`` is one of: config, timeout, connection, tls, http, rate_limited, auth,
     session, not_found, server_error, gateway, non_json, empty_body, invalid_response,
-    order_outcome_unknown, missing_library.
+    order_outcome_unknown, position_left_open, missing_library.
     """
 
     def __init__(self, reason, kind, status=None, error_code=None, method=None, path=None, attempts=1):
@@ -293,18 +295,32 @@ class RateLimiter(object):
         self.waited = 0.0
         self._lock = threading.Lock()
 
+    def _wait_for_room(self, count):
+        """Sleep until ``count`` more events fit in the window (the caller holds the lock); returns now."""
+        while True:
+            now = self.clock()
+            while self.events and now - self.events[0] >= self.window - 1e-6:  # float-safe
+                self.events.popleft()
+            if len(self.events) + count <= self.limit:
+                return now
+            pause = self.window - (now - self.events[0])
+            self.waited += pause
+            self.sleep(pause)
+
+    def headroom(self, count):
+        """Sleep until ``count`` events are allowed at once: a timed sequence must not wait in its middle."""
+        with self._lock:
+            self._wait_for_room(min(int(count), self.limit))
+
     def acquire(self):
         with self._lock:
-            while True:
-                now = self.clock()
-                while self.events and now - self.events[0] >= self.window - 1e-6:  # float-safe
-                    self.events.popleft()
-                if len(self.events) < self.limit:
-                    self.events.append(now)
-                    return
-                pause = self.window - (now - self.events[0])
-                self.waited += pause
-                self.sleep(pause)
+            self.events.append(self._wait_for_room(1))
+
+    def restart_last(self):
+        """Move the last event to now (its window starts when the request was answered, not sent)."""
+        with self._lock:
+            if self.events:
+                self.events[-1] = self.clock()
 
 
 class Response(object):
@@ -365,6 +381,8 @@ class CapitalComClient(object):
         self.account = None  # the POST /session body (no tokens in it)
         self.limiter = RateLimiter(requests_per_second, clock=clock, sleep=sleep)
         self.login_limiter = RateLimiter(logins_per_second, clock=clock, sleep=sleep)
+        # trade requests (opening or closing a position): at most one per 0.1 s, on top of the 10/s
+        self.trade_limiter = RateLimiter(1, window=TRADE_INTERVAL_S, clock=clock, sleep=sleep)
         self.stats = dict(requests=0, retries=0, rate_limited=0, relogins=0, logins=0)
 
     # -- secrets hygiene ------------------------------------------------------------------
@@ -631,9 +649,20 @@ class CapitalComClient(object):
 
     # -- trading (never retried) ----------------------------------------------------------------
     def open_position(self, epic, direction, size, **extra):
-        """POST /positions, sent exactly once. Returns the dealReference; check confirm() for the outcome."""
-        body = dict(extra, epic=epic, direction=direction, size=size)
-        return self.request("POST", "/positions", body=body, idempotent=False, relogin=False).data
+        """POST /positions, sent exactly once. Returns the Response (data: ``{"dealReference"}``); the outcome
+        comes from confirm(). A timeout is an ``order_outcome_unknown`` error: the position may exist."""
+        return self._trade("POST", "/positions", dict(extra, epic=epic, direction=direction, size=size))
+
+    def close_position(self, deal_id):
+        """DELETE /positions/{dealId}, sent exactly once. Returns the Response (data: ``{"dealReference"}``)."""
+        return self._trade("DELETE", "/positions/%s" % quote(str(deal_id), safe=""))
+
+    def _trade(self, method, path, body=None):
+        self.trade_limiter.acquire()
+        try:
+            return self.request(method, path, body=body, idempotent=False, relogin=False)
+        finally:  # the broker spaces trade requests by when it handled them: count the 0.1 s from the answer
+            self.trade_limiter.restart_last()
 
 
 # the options of CAPITAL_COM_ARG_SPEC that are CapitalComClient's keywords of the same name

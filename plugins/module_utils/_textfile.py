@@ -27,6 +27,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._state import atomi
 # -- file names --------------------------------------------------------------------------------------
 PAPER_BLOCK = "paper_block"  # tradeops.stack.paper_block
 CAPITAL_COM = "capital_com"  # tradeops.stack.capital_com_health
+CAPITAL_COM_ORDER = "capital_com_order"  # the order round trip of capital_com_health (its own schedule)
 CAPITAL_COM_OLD = "capital_com_health"  # what older versions of capital_com_health wrote; still read
 BROKER_HEALTH = (CAPITAL_COM, CAPITAL_COM_OLD)  # where the broker's last health outcome is looked for, in order
 
@@ -72,6 +73,18 @@ capital_com_check_duration_seconds gauge
     Wall time of the last health check.
 capital_com_last_check_timestamp_seconds gauge
     When the last health check finished (Unix time).
+capital_com_order_roundtrip_ok gauge
+    1 when the last order round trip on the demo account was accepted, closed and within its budget, else 0.
+capital_com_order_open_seconds gauge
+    From sending POST /positions to the ACCEPTED confirmation, in the last order round trip.
+capital_com_order_close_seconds gauge
+    From sending DELETE /positions/{dealId} to its confirmation, in the last order round trip.
+capital_com_order_latency_slo_seconds gauge
+    The order latency budget the round trip compares open_seconds against.
+capital_com_order_position_left_open gauge
+    1 when the last order round trip could not close the position it opened (close it by hand).
+capital_com_order_roundtrip_timestamp_seconds gauge
+    When the last order round trip ran (Unix time).
 tradeops_paper_block_active gauge
     1 while a paper-trading block is active
 tradeops_paper_block_elapsed_seconds gauge

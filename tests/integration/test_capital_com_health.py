@@ -372,6 +372,57 @@ def test_live_guard(emu, args, message):
     assert emu.state()["counters"]["requests"] == {}
 
 
+# -- order round trip on the demo account -------------------------------------------------------------
+def test_order_round_trip_accepted_is_timed_closed_and_published(emu, tmp_path):
+    emu.control(latency={"POST /positions": 30})
+    result, _ = health(emu, stack="cdb", state_root=str(tmp_path), order_roundtrip=True)
+    assert result.get("failed") is not True, result.get("msg")
+    order = result["order_roundtrip"]
+    assert order["ok"] and order["sent"] and order["closed"] and order["epic"] == "BTCUSD", order
+    assert 30 <= order["open_ms"] <= order["slo_ms"] == 100
+    assert result["checks"]["order_roundtrip"]["ok"] and result["healthy"]
+    assert emu.state()["positions"] == 0
+    text = (tmp_path / "cdb" / "metrics" / "capital_com_order.prom").read_text()
+    assert 'capital_com_order_roundtrip_ok{epic="BTCUSD"} 1' in text.splitlines(), text
+    assert 'capital_com_order_position_left_open{epic="BTCUSD"} 0' in text.splitlines(), text
+    assert "capital_com_order_open_seconds{" in text and "capital_com_order_latency_slo_seconds 0.1" in text
+    lock = tmp_path / "_broker" / "order-roundtrip-12345678901234567.lock"
+    assert len(json.loads(lock.read_text())["trade_requests"]) == 2  # the open and the close, counted
+
+
+def test_order_round_trip_rejected_is_unhealthy_with_the_reason(emu, tmp_path):
+    emu.control(reject={"OIL_CRUDE": "INSUFFICIENT_FUNDS"})
+    result, _ = health(
+        emu, stack="cdb", state_root=str(tmp_path), order_roundtrip=True, order_roundtrip_epic="OIL_CRUDE"
+    )
+    assert result["failed"] is True and result["healthy"] is False
+    assert "order_roundtrip: OIL_CRUDE REJECTED the order" in result["msg"] and "INSUFFICIENT_FUNDS" in result["msg"]
+    text = (tmp_path / "cdb" / "metrics" / "capital_com_order.prom").read_text()
+    assert 'capital_com_order_roundtrip_ok{epic="OIL_CRUDE"} 0' in text.splitlines(), text
+
+
+def test_order_round_trip_is_not_sent_on_a_market_closed_by_its_hours_or_in_check_mode(emu, tmp_path):
+    closed = {**{day: [] for day in DAYS}, "zone": "UTC"}
+    emu.control(hours={"BTCUSD": closed})
+    result, _ = health(emu, state_root=str(tmp_path), order_roundtrip=True)
+    assert result["healthy"] is True, result.get("msg")
+    assert (
+        result["order_roundtrip"]["sent"] is False
+        and "not sent: BTCUSD is CLOSED" in result["order_roundtrip"]["detail"]
+    )
+    emu.control(hours={"BTCUSD": None})
+    result, _ = health(emu, state_root=str(tmp_path), order_roundtrip=True, check=True)
+    assert result["healthy"] is True and result["order_roundtrip"]["detail"] == "not sent in check mode"
+    assert emu.state()["counters"]["requests"].get("POST /positions", 0) == 0
+
+
+def test_order_round_trip_is_refused_on_live_even_with_allow_live(emu, tmp_path):
+    result, _ = health(emu, emulator_hosts=[], allow_live=True, order_roundtrip=True, state_root=str(tmp_path))
+    assert result["failed"] is True
+    assert result["msg"].startswith("order_roundtrip is refused on the live broker"), result["msg"]
+    assert emu.state()["counters"]["requests"] == {}  # before any request
+
+
 def test_require_tradeable_must_be_in_epics(emu):
     result, _ = health(emu, epics=["BTCUSD"], require_tradeable=["GOLD"])
     assert result["failed"] is True

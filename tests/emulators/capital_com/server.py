@@ -182,6 +182,8 @@ class Emulator:
                 "market_status": {},  # epic -> forced marketStatus (else opening hours)
                 "hours": {},  # epic -> openingHours {"mon": [...], ..., "zone": ...} replacing the instrument's
                 "quotes": {},  # epic -> {"bid": .., "offer": .., "age_s": ..}
+                "reject": {},  # epic -> the reason every new position on it is REJECTED with
+                "confirm_delay_ms": 0,  # a deal's confirmation is 404 for this long after the request
                 "clock_offset_ms": 0,  # added to serverTime
                 "tz_offset_hours": 2,  # broker-local updateTime = UTC + this (as recorded)
                 "session_ttl_s": SESSION_TTL_S,
@@ -208,7 +210,7 @@ class Emulator:
                     if value:
                         for sess in self.sessions.values():
                             sess["last_used"] = -1e12
-                elif key in ("faults", "latency", "market_status", "quotes", "hours"):
+                elif key in ("faults", "latency", "market_status", "quotes", "hours", "reject"):
                     if value is None:
                         cfg[key] = {}
                         continue
@@ -459,8 +461,9 @@ class Emulator:
         ref = "o_" + secrets.token_hex(4) + "-" + secrets.token_hex(2) + "-" + secrets.token_hex(2)
         deal = "0000" + secrets.token_hex(6)
         snap = view["snapshot"]
-        if snap["marketStatus"] != "TRADEABLE":
-            self.confirms[ref] = self._confirm(ref, deal, epic, direction, size, None, "REJECTED", "MARKET_CLOSED")
+        reason = self.config["reject"].get(epic) or ("MARKET_CLOSED" if snap["marketStatus"] != "TRADEABLE" else None)
+        if reason:
+            self.confirms[ref] = self._confirm(ref, deal, epic, direction, size, None, "REJECTED", reason)
             return ref
         level = snap["offer"] if direction == "BUY" else snap["bid"]
         self.positions[deal] = {
@@ -485,16 +488,18 @@ class Emulator:
         self.confirms[ref] = self._confirm(ref, deal, epic, direction, size, level, "ACCEPTED", "SUCCESS")
         return ref
 
-    def _confirm(self, ref, deal, epic, direction, size, level, status, reason):
+    def _confirm(self, ref, deal, epic, direction, size, level, status, reason, affected="OPENED"):
+        """The confirmation of a deal; as recorded, its own dealId differs from the position's (affectedDeals)."""
         return {
+            "_visible_at": time.monotonic() + float(self.config["confirm_delay_ms"]) / 1000.0,
             "date": iso_ms(time.time()),
-            "status": "OPEN" if status == "ACCEPTED" else "DELETED",
+            "status": ("OPEN" if affected == "OPENED" else "CLOSED") if status == "ACCEPTED" else "DELETED",
             "reason": reason,
             "dealStatus": status,
             "epic": epic,
             "dealReference": ref,
-            "dealId": deal,
-            "affectedDeals": [{"dealId": deal, "status": "OPENED"}] if status == "ACCEPTED" else [],
+            "dealId": "0000" + secrets.token_hex(6),
+            "affectedDeals": [{"dealId": deal, "status": affected}] if status == "ACCEPTED" else [],
             "level": level,
             "size": size,
             "direction": direction,
@@ -629,7 +634,15 @@ class Emulator:
                     ref = "p_" + secrets.token_hex(8)
                     p = pos["position"]
                     self.confirms[ref] = self._confirm(
-                        ref, parts[1], pos["epic"], p["direction"], p["size"], None, "ACCEPTED", "SUCCESS"
+                        ref,
+                        parts[1],
+                        pos["epic"],
+                        p["direction"],
+                        p["size"],
+                        None,
+                        "ACCEPTED",
+                        "SUCCESS",
+                        "FULLY_CLOSED",
                     )
                     return 200, {"dealReference": ref}, echo
                 if method == "PUT":
@@ -657,9 +670,9 @@ class Emulator:
                 return 200, {"dealReference": "o_" + secrets.token_hex(8)}, echo
         if parts[:1] == ["confirms"] and len(parts) == 2 and method == "GET":
             confirm = self.confirms.get(parts[1])
-            if confirm is None:
+            if confirm is None or time.monotonic() < confirm["_visible_at"]:  # still being processed
                 raise ApiError(404, "error.not-found.dealReference")
-            return 200, confirm, echo
+            return 200, {k: v for k, v in confirm.items() if not k.startswith("_")}, echo
         raise ApiError(404, "error.not-found.endpoint")
 
 
@@ -748,6 +761,10 @@ class Handler(BaseHTTPRequestHandler):
                 return
             with emu.lock:
                 status, payload, headers = emu.route(method, path, parse_qs(url.query), self.headers, body)
+            if fault and fault.get("answer_lost_s"):  # done, but the answer never reaches the client
+                time.sleep(float(fault["answer_lost_s"]))
+                self.close_connection = True
+                return
             self._send(status, payload, headers)
         except ApiError as exc:
             if exc.status == 429:

@@ -142,25 +142,56 @@ def test_live_guard_refuses_the_edge_forms_of_the_live_host(base_url):
 
 
 # -- rate limiter (logic, fake clock) ------------------------------------------------------------
+class FakeClock:
+    """A clock that only moves when the limiter sleeps (or the test sets ``now``); records each sleep."""
+
+    def __init__(self, now=100.0):
+        self.now, self.waits = now, []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.waits.append(seconds)
+        self.now += seconds
+
+
 def test_rate_limiter_allows_ten_then_waits_for_the_window():
-    now = [100.0]
-    waits = []
-
-    def sleep(seconds):
-        waits.append(seconds)
-        now[0] += seconds
-
-    limiter = RateLimiter(10, window=1.05, clock=lambda: now[0], sleep=sleep)
+    clock = FakeClock()
+    limiter = RateLimiter(10, window=1.05, clock=clock, sleep=clock.sleep)
     for _ in range(10):
         limiter.acquire()
-    assert waits == []
+    assert clock.waits == []
     limiter.acquire()
-    assert len(waits) == 1
-    assert waits[0] == pytest.approx(1.05)
-    login = RateLimiter(1, window=1.05, clock=lambda: now[0], sleep=sleep)
+    assert clock.waits == [pytest.approx(1.05)]
+    login = RateLimiter(1, window=1.05, clock=clock, sleep=clock.sleep)
     login.acquire()
     login.acquire()
-    assert len(waits) == 2
+    assert len(clock.waits) == 2
+
+
+def test_rate_limiter_headroom_waits_until_a_whole_sequence_fits_without_taking_a_slot():
+    clock = FakeClock()
+    limiter = RateLimiter(10, window=1.0, clock=clock, sleep=clock.sleep)
+    for step in range(8):  # eight requests, 0.1 s apart
+        clock.now = 100.0 + step * 0.1
+        limiter.acquire()
+    limiter.headroom(2)
+    assert clock.waits == []  # two more fit
+    limiter.headroom(4)  # the two oldest must leave the window first
+    assert clock.now == pytest.approx(101.1) and len(limiter.events) == 6
+    limiter.headroom(50)  # more than the limit: the whole window, not forever
+    assert len(limiter.events) == 0
+
+
+def test_rate_limiter_restart_last_counts_the_window_from_the_answer():
+    clock = FakeClock()
+    trades = RateLimiter(1, window=0.105, clock=clock, sleep=clock.sleep)
+    trades.acquire()
+    clock.now += 0.08  # the broker answered 80 ms later
+    trades.restart_last()
+    trades.acquire()
+    assert clock.waits == [pytest.approx(0.105)]  # 0.1 s from the answer, not from the send
 
 
 # -- retries, re-login, rate limits over real HTTP ----------------------------------------------------
@@ -224,7 +255,7 @@ def test_order_then_confirm(emu):
     emu.control(market_status={"BTCUSD": "TRADEABLE"})
     c = client(emu)
     c.login()
-    ref = c.open_position("BTCUSD", "BUY", 0.01)["dealReference"]
+    ref = c.open_position("BTCUSD", "BUY", 0.01).data["dealReference"]
     assert c.confirm(ref).data["dealStatus"] == "ACCEPTED"
     assert len(c.positions().data["positions"]) == 1
 

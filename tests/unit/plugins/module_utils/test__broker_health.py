@@ -1,7 +1,7 @@
 """capital_com_health's clock-skew verdict: a skew counts only beyond the round trip's uncertainty."""
 
 import pytest
-from ansible_collections.tradeops.stack.plugins.modules.capital_com_health import least_skew_ms
+from ansible_collections.tradeops.stack.plugins.module_utils._broker_health import least_skew_ms
 
 
 @pytest.mark.parametrize(
