@@ -20,7 +20,13 @@ import time
 import traceback
 
 
-from ansible_collections.tradeops.stack.plugins.module_utils import _market_hours, _order_probe, _textfile
+from ansible_collections.tradeops.stack.plugins.module_utils import (
+    _market_hours,
+    _order_probe,
+    _price_stream,
+    _rules,
+    _textfile,
+)
 from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import (
     CapitalComError,
     client_from_params,
@@ -68,6 +74,8 @@ class HealthCheck(object):
         self.latency = {}
         self.skew_s = None
         self.order = None  # the order round trip's result, when asked for
+        self.stream = None  # the price stream check's result, when asked for
+        self.live = False
         self.client = None
         self.started = time.time()
 
@@ -276,6 +284,55 @@ class HealthCheck(object):
             detail = "latency above the SLO: " + detail
         self.record("latency", ok, detail, None, p50_ms=self.latency["p50_ms"], p95_ms=self.latency["p95_ms"])
 
+    def check_stream(self):
+        """Quotes over the WebSocket stream for every epic whose market is TRADEABLE (a closed one streams nothing)."""
+        p = self.params
+        host, cst, token = self.client.stream_login() or (None, None, None)
+        if not host:
+            self.record("stream", False, "the login returned no streamingHost: the price stream cannot be checked")
+            return
+        url = _price_stream.stream_url(host)
+        try:
+            kind = _rules.broker_url_kind(url, p["emulator_hosts"], "streamingHost")
+        except _rules.RuleError as exc:
+            kind, problem = None, str(exc)
+        else:
+            problem = None
+        if kind == "live" and not self.live:
+            problem = "the login's streamingHost %s is not a paper host: not connecting" % host
+        if problem:
+            self.record("stream", False, problem, url=url)
+            return
+        self.stream = check = _price_stream.StreamCheck(url, cst, token, p["epics"], p["stream_timeout"]).run()
+        broker_now = time.time() + (self.skew_s or 0.0)
+        problems, parts = [], []
+        if check["error"]:
+            problems.append(check["error"])
+        for epic, entry in check["epics"].items():
+            if isinstance(entry.get("timestamp"), (int, float)):
+                entry["last_quote_age_s"] = round(max(0.0, broker_now - entry["timestamp"] / 1000.0), 3)
+            market = self.checks.get("market:%s" % epic) or {}
+            subscription = check["subscriptions"].get(epic)
+            if subscription not in (None, "PROCESSED"):
+                problems.append("%s: the subscription answered %s" % (epic, subscription))
+            elif entry["first_quote_ms"] is not None:
+                parts.append(
+                    "%s first quote after %.1f ms (%d quotes)" % (epic, entry["first_quote_ms"], entry["quotes"])
+                )
+            elif market.get("tradeable") or market.get("should_be_open"):
+                problems.append(
+                    "no quote for %s within stream_timeout %g s while the market is %s: the stream is silent"
+                    % (epic, p["stream_timeout"], market.get("market_status"))
+                )
+            else:
+                parts.append("%s %s (no quote expected)" % (epic, market.get("market_status") or "not tradeable"))
+        extra = dict(url=url, connect_ms=check["connect_ms"], ping_ms=check["ping_ms"], dropped=check["dropped"])
+        if problems:
+            self.record("stream", False, "price stream: %s" % "; ".join(problems), None, **extra)
+        else:
+            detail = "quotes flowing: %s; ping answered in %.1f ms" % (", ".join(parts), check["ping_ms"])
+            self.record("stream", True, detail, None, **extra)
+
     def check_order_options(self, live):
         """The round trip's options, refused before any request; never on live, allow_live included."""
         p = self.params
@@ -357,6 +414,11 @@ class HealthCheck(object):
             raise CapitalComError("timeout must be a positive number of seconds, got %s" % p["timeout"], "config")
         if p["order_roundtrip"]:
             self.check_order_options(live)
+        if p["stream_timeout"] <= 0:
+            raise CapitalComError(
+                "stream_timeout must be a positive number of seconds, got %s" % p["stream_timeout"], "config"
+            )
+        self.live = live
         self.client = client_from_params(base_url, p)
         logged_out = False
         try:
@@ -370,6 +432,7 @@ class HealthCheck(object):
             else:
                 logged_in = bool(self.guarded("login", self.check_login))
             dependent = ["ping", "account"] + ["market:%s" % e for e in p["epics"]] + ["latency"]
+            dependent += ["stream"] if p["stream"] else []
             dependent += ["order_roundtrip"] if p["order_roundtrip"] else []
             if not logged_in:
                 for name in dependent:
@@ -380,6 +443,8 @@ class HealthCheck(object):
                 for epic in p["epics"]:
                     self.guarded("market:%s" % epic, self.check_market, epic)
                 self.guarded("latency", self.check_latency)
+                if p["stream"]:
+                    self.guarded("stream", self.check_stream)
                 if p["order_roundtrip"]:
                     self.guarded("order_roundtrip", self.check_order_roundtrip)
         finally:
@@ -413,6 +478,7 @@ class HealthCheck(object):
             logged_out=logged_out,
             duration_s=round(time.time() - self.started, 3),
             order_roundtrip=self.order,
+            stream=self.stream,
             metrics_file=None,
         )
         result["metrics_file"] = self.write_metrics(result)
@@ -449,6 +515,11 @@ class HealthCheck(object):
             samples.append(("capital_com_market_tradeable", bool(check.get("tradeable")), {"epic": epic}))
             samples.append(("capital_com_market_should_be_open", check.get("should_be_open"), {"epic": epic}))
             samples.append(("capital_com_market_quote_age_seconds", check.get("quote_age_s"), {"epic": epic}))
+        for epic, entry in sorted(((self.stream or {}).get("epics") or {}).items()):
+            first = entry["first_quote_ms"]
+            samples.append(("capital_com_stream_first_quote_seconds", seconds(first), {"epic": epic}))
+            samples.append(("capital_com_stream_quotes", entry["quotes"], {"epic": epic}))
+            samples.append(("capital_com_stream_last_quote_age_seconds", entry.get("last_quote_age_s"), {"epic": epic}))
         samples.append(("capital_com_clock_skew_seconds", None if self.skew_s is None else round(self.skew_s, 6), None))
         samples.append(("capital_com_rate_limited_responses", rate_limited, None))
         samples.append(

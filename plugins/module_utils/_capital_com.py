@@ -461,6 +461,11 @@ class CapitalComClient(object):
                 method=method,
                 path=path,
             )
+        finally:
+            if auth:
+                # the broker counts a request when it arrives, after our send by an unknown delay; counted from
+                # the answer instead, ten requests are always more than a window apart when they arrive
+                self.limiter.restart_last()
         elapsed = time.perf_counter() - start
         if resp.status_code == 429:
             self.stats["rate_limited"] += 1
@@ -608,6 +613,13 @@ class CapitalComClient(object):
             self.account = data if isinstance(data, dict) else {}
             self.stats["logins"] += 1
             return Response(resp.status_code, self.account, elapsed, attempt)
+
+    def stream_login(self):
+        """``(streamingHost, cst, securityToken)`` of this session, for the WebSocket price stream (which carries
+        the tokens in each message); None before a login."""
+        if not self.logged_in:
+            return None
+        return (self.account or {}).get("streamingHost"), self._cst, self._security_token
 
     def logout(self):
         """DELETE /session; True when the broker confirmed. Tokens are forgotten either way."""

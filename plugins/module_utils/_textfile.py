@@ -73,6 +73,12 @@ capital_com_check_duration_seconds gauge
     Wall time of the last health check.
 capital_com_last_check_timestamp_seconds gauge
     When the last health check finished (Unix time).
+capital_com_stream_first_quote_seconds gauge
+    From subscribing to the first quote over the WebSocket price stream, in the last check (NaN: none).
+capital_com_stream_quotes gauge
+    Quotes received over the price stream during the last check.
+capital_com_stream_last_quote_age_seconds gauge
+    Age of the last quote received over the price stream, at the end of the last check (NaN: none).
 capital_com_order_roundtrip_ok gauge
     1 when the last order round trip on the demo account was accepted, closed and within its budget, else 0.
 capital_com_order_open_seconds gauge

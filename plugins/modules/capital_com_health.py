@@ -116,6 +116,22 @@ options:
     type: str
     choices: [p50, p95, max]
     default: p95
+  stream:
+    description:
+      - Also check the WebSocket price stream (check C(stream)). Connects to the C(streamingHost) the login returned
+        (C(<streamingHost>/connect)), subscribes to O(epics) (C(marketData.subscribe)), times the first C(quote) of
+        each, pings as the protocol asks, unsubscribes and closes.
+      - No quote within O(stream_timeout) for a market that is C(TRADEABLE) or should be open by its hours is
+        unhealthy (a stream that goes silent while REST answers); a market closed by its hours streams nothing
+        and is not expected to.
+      - Needs websocket-client on the host (Debian's C(python3-websocket); the C(docker_host) role installs it).
+    type: bool
+    default: false
+  stream_timeout:
+    description:
+      - Seconds to wait, from subscribing, for the first quote of each market.
+    type: float
+    default: 10
   order_roundtrip:
     description:
       - Also run an order round trip on the demo account (see the description). Meant for its own, less frequent
@@ -233,7 +249,7 @@ base_url:
 checks:
   description:
     - One entry per check (C(time), C(clock_skew), C(login), C(ping), C(account), C(market:<EPIC>), C(latency),
-      and C(order_roundtrip) when asked for).
+      and C(stream) and C(order_roundtrip) when asked for).
     - Each has C(ok), C(skipped), C(latency_ms) (of its own request, null when none was made) and C(detail);
       market checks add C(market_status), C(tradeable), C(required), C(bid), C(offer), C(quote_age_s) and,
       from the market's opening hours, C(should_be_open), C(next_open) and C(next_close) (UTC) and C(hours);
@@ -263,6 +279,30 @@ failures:
   type: list
   elements: str
   sample: ["ping: GET /ping: HTTP 503 service unavailable (empty body): the broker failed; after 3 attempts"]
+stream:
+  description:
+    - The price stream check (O(stream=true)), null when not asked for or not reached.
+    - C(url), C(connected), C(connect_ms), C(ping_ms), C(dropped) (the server closed the connection), C(error),
+      C(subscriptions) (what each subscription answered) and per epic C(first_quote_ms) (from subscribing),
+      C(quotes), the last C(bid)/C(ofr)/C(timestamp) and C(last_quote_age_s).
+  returned: always
+  type: dict
+  sample:
+    url: wss://api-streaming-capital.backend-capital.com/connect
+    connected: true
+    connect_ms: 48.2
+    ping_ms: 21.5
+    dropped: false
+    error: null
+    subscriptions: {BTCUSD: PROCESSED, OIL_CRUDE: PROCESSED}
+    epics:
+      BTCUSD:
+        first_quote_ms: 61.3
+        quotes: 38
+        bid: 97012.5
+        ofr: 97043.5
+        timestamp: 1796666923135
+        last_quote_age_s: 0.2
 order_roundtrip:
   description:
     - The order round trip (O(order_roundtrip=true)), null when not asked for.
@@ -325,6 +365,8 @@ metrics_file:
       C(capital_com_market_quote_age_seconds{epic}),
       C(capital_com_clock_skew_seconds), C(capital_com_rate_limited_responses), C(capital_com_rate_limited_total)
       (counter kept across runs), C(capital_com_check_duration_seconds) and C(capital_com_last_check_timestamp_seconds).
+    - With O(stream=true) also C(capital_com_stream_first_quote_seconds{epic}), C(capital_com_stream_quotes{epic})
+      and C(capital_com_stream_last_quote_age_seconds{epic}).
     - The order round trip writes its own file beside it, C(capital_com_order.prom), only when it sent an order,
       with C(capital_com_order_roundtrip_ok{epic}), C(capital_com_order_open_seconds{epic}),
       C(capital_com_order_close_seconds{epic}), C(capital_com_order_latency_slo_seconds),
@@ -345,6 +387,7 @@ from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import
     REQUESTS_IMPORT_ERROR,
     CapitalComError,
 )
+from ansible_collections.tradeops.stack.plugins.module_utils._price_stream import HAS_WEBSOCKET, WEBSOCKET_IMPORT_ERROR
 from ansible_collections.tradeops.stack.plugins.module_utils._redact import Redactor, guard
 from ansible_collections.tradeops.stack.plugins.module_utils._state import DEFAULT_STATE_ROOT
 
@@ -361,6 +404,8 @@ def main():
         latency_samples=dict(type="int", default=5),
         latency_slo_ms=dict(type="float", default=100),
         latency_quantile=dict(type="str", default="p95", choices=["p50", "p95", "max"]),
+        stream=dict(type="bool", default=False),
+        stream_timeout=dict(type="float", default=10),
         order_roundtrip=dict(type="bool", default=False),
         order_roundtrip_epic=dict(type="str"),
         order_latency_slo_ms=dict(type="float", default=100),
@@ -377,6 +422,10 @@ def main():
     guard(module, Redactor((name, module.params[name]) for name in ("api_key", "identifier", "password")))
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=str(REQUESTS_IMPORT_ERROR))
+    if module.params["stream"] and not HAS_WEBSOCKET:
+        module.fail_json(
+            msg=missing_required_lib("websocket-client", reason="for stream"), exception=str(WEBSOCKET_IMPORT_ERROR)
+        )
     if module.params["encrypted_password"] and not HAS_CRYPTOGRAPHY:
         module.fail_json(
             msg=missing_required_lib("cryptography", reason="for encrypted_password"),

@@ -102,6 +102,7 @@ def test_every_shipped_rule_has_a_firing_and_a_silent_case(rendered):
         "ZeroPaperFills", "MarketDataStale", "PaperBlockZeroActivity", "BrokerDown", "BrokerCheckFailing",
         "BrokerHealthStale", "BrokerLatencyHigh", "BrokerRateLimited", "DemoTradeRequestsNearLimit",
         "MarketShouldBeOpenNotTradeable", "OrderRoundTripFailed", "OrderExecutionSlow", "OrderPositionLeftOpen",
+        "PriceStreamSilent",
     }  # fmt: skip
     assert required <= alerts, f"RELIABILITY.md rules missing from the template: {sorted(required - alerts)}"
     assert alerts <= firing, f"rules without a firing test: {sorted(alerts - firing)}"

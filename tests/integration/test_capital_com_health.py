@@ -372,6 +372,44 @@ def test_live_guard(emu, args, message):
     assert emu.state()["counters"]["requests"] == {}
 
 
+# -- the WebSocket price stream ---------------------------------------------------------------------------
+def test_stream_quotes_flowing_are_timed_and_published(emu, tmp_path):
+    emu.control(stream={"interval_ms": 50})
+    prom = tmp_path / "capital_com.prom"
+    result, _ = health(emu, stream=True, stream_timeout=3, metrics_file=str(prom))
+    assert result.get("failed") is not True and result["healthy"], result.get("msg")
+    check = result["checks"]["stream"]
+    assert check["ok"] and check["detail"].startswith("quotes flowing: BTCUSD first quote after"), check
+    assert result["stream"]["ping_ms"] is not None and not result["stream"]["dropped"]
+    for epic in ("BTCUSD", "OIL_CRUDE"):
+        assert result["stream"]["epics"][epic]["quotes"] >= 1
+    text = prom.read_text()
+    assert 'capital_com_stream_first_quote_seconds{epic="BTCUSD"}' in text
+    assert 'capital_com_check_ok{check="stream"} 1' in text.splitlines()
+
+
+def test_a_silent_stream_while_the_market_is_tradeable_is_unhealthy(emu):
+    emu.control(stream={"silent": ["BTCUSD"]})
+    result, _ = health(emu, stream=True, stream_timeout=1)
+    assert result["failed"] is True and not result["checks"]["stream"]["ok"]
+    assert "no quote for BTCUSD within stream_timeout 1 s while the market is TRADEABLE" in result["msg"]
+
+
+def test_a_market_closed_by_its_hours_streams_nothing_and_is_healthy(emu):
+    closed = {**{day: [] for day in DAYS}, "zone": "UTC"}
+    emu.control(hours={"OIL_CRUDE": closed})
+    result, _ = health(emu, stream=True, stream_timeout=1)
+    assert result["healthy"] is True, result.get("msg")
+    assert "OIL_CRUDE CLOSED (no quote expected)" in result["checks"]["stream"]["detail"]
+
+
+def test_a_dropped_stream_is_unhealthy(emu):
+    emu.control(stream={"drop_after_s": 0.2, "first_quote_delay_ms": 5000})
+    result, _ = health(emu, stream=True, stream_timeout=3)
+    assert result["failed"] is True and result["stream"]["dropped"] is True
+    assert "price stream: the broker closed the price stream after" in result["msg"]
+
+
 # -- order round trip on the demo account -------------------------------------------------------------
 def test_order_round_trip_accepted_is_timed_closed_and_published(emu, tmp_path):
     emu.control(latency={"POST /positions": 30})

@@ -52,6 +52,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+import stream
+
 try:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -190,6 +192,7 @@ class Emulator:
                 "token_prefix": "",  # canary tokens: every CST / X-SECURITY-TOKEN starts with it
                 "account": {"status": "ENABLED", "balance": 10000.0, "deposit": 10000.0, "available": 9850.5},
                 "rate_limits": {"enabled": True, "per_second": 10, "login_per_second": 1},
+                "stream": dict(stream.DEFAULTS),  # the WebSocket price stream (stream.py)
             }
             self.sessions = {}  # cst -> session dict
             self.enc_timestamps = deque(maxlen=64)
@@ -224,7 +227,7 @@ class Emulator:
                                 v = dict(v)
                                 v.setdefault("count", None)
                             cfg[key][k] = v
-                elif key in ("credentials", "account", "rate_limits"):
+                elif key in ("credentials", "account", "rate_limits", "stream"):
                     cfg[key].update(value)
                 elif key in cfg:
                     cfg[key] = value
@@ -529,7 +532,8 @@ class Emulator:
             ]
         }
 
-    def login_body(self):
+    def login_body(self, host=None):
+        """As recorded; ``streamingHost`` is this emulator's own stream when the request named its host."""
         acc = self.config["account"]
         return {
             "accountType": "CFD",
@@ -542,7 +546,7 @@ class Emulator:
             "currencyIsoCode": "USD",
             "currencySymbol": "$",
             "currentAccountId": self.account_id,
-            "streamingHost": "wss://api-streaming-capital.backend-capital.com/",
+            "streamingHost": "ws://%s/" % host if host else "wss://api-streaming-capital.backend-capital.com/",
             "accounts": [{"accountId": self.account_id, "accountName": "USD", "preferred": True, "accountType": "CFD"}],
             "clientId": "12345678",
             "timezoneOffset": 3,
@@ -562,7 +566,7 @@ class Emulator:
             return 200, self.encryption_key(headers), {}
         if path == "/session" and method == "POST":
             sess = self.login(headers, body)
-            return 200, self.login_body(), {"CST": sess["cst"], "X-SECURITY-TOKEN": sess["sec"]}
+            return 200, self.login_body(headers.get("Host")), {"CST": sess["cst"], "X-SECURITY-TOKEN": sess["sec"]}
         # everything else needs a session
         sess = self.auth(headers)
         self.rate_check(sess["hits"], int(self.config["rate_limits"].get("per_second", 10)), time.monotonic())
@@ -744,6 +748,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if url.path.startswith("/__emulator/"):
                 return self._control(method, url.path)
+            if url.path.rstrip("/") == "/connect" and method == "GET":  # the WebSocket price stream
+                if stream.handshake(self):
+                    stream.StreamSession(self.emulator, self, MARKETS).serve()
+                return None
             body = self._read_body()
             if not url.path.startswith(API_PREFIX + "/"):
                 raise ApiError(404, "error.not-found.endpoint")
