@@ -330,7 +330,7 @@ class HealthCheck(object):
         if problems:
             self.record("stream", False, "price stream: %s" % "; ".join(problems), None, **extra)
         else:
-            detail = "quotes flowing: %s; ping answered in %.1f ms" % (", ".join(parts), check["ping_ms"])
+            detail = "quotes flowing: %s; ping answered in %s ms" % (", ".join(parts), check["ping_ms"])
             self.record("stream", True, detail, None, **extra)
 
     def check_order_options(self, live):

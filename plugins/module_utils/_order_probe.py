@@ -211,7 +211,7 @@ class OrderRoundTrip(object):
         if confirm is None:
             self._resolve_unknown(lock, before, size, "no confirmation of %s within %g s" % (ref, self.confirm_timeout))
             return
-        res["open_ms"] = _ms(self.clock() - start)
+        open_ms = res["open_ms"] = _ms(self.clock() - start)
         res.update(deal_status=confirm.get("dealStatus"), reason=confirm.get("reason"))
         if confirm.get("dealStatus") != "ACCEPTED":
             res["detail"] = "%s REJECTED the order (%s, %s, size %s): %s" % (
@@ -225,13 +225,13 @@ class OrderRoundTrip(object):
         res["deal_id"] = self._position_id(confirm)
         res["close_ms"] = self._close(lock, res["deal_id"])
         res["closed"] = True
-        res["ok"] = res["open_ms"] <= self.slo_ms
-        res["detail"] = "opened and closed %s %s %s: open %.1f ms, close %.1f ms (order_latency_slo_ms %g)%s" % (
+        res["ok"] = open_ms <= self.slo_ms
+        res["detail"] = "opened and closed %s %s %s: open %.1f ms, close %s (order_latency_slo_ms %g)%s" % (
             self.DIRECTION,
             size,
             self.epic,
-            res["open_ms"],
-            res["close_ms"],
+            open_ms,
+            "untimed (an earlier attempt closed it)" if res["close_ms"] is None else "%.1f ms" % res["close_ms"],
             self.slo_ms,
             "" if res["ok"] else ": the order was SLOWER than its budget",
         )

@@ -98,6 +98,16 @@ def test_a_failed_close_is_retried_while_the_position_is_still_open(emu, tmp_pat
     assert client.positions().data["positions"] == []
 
 
+def test_a_close_whose_answer_was_lost_is_not_sent_again_once_the_position_is_gone(emu, tmp_path):
+    emu.control(faults={"DELETE /positions/{dealId}": {"answer_lost_s": 1.0, "count": 1}})
+    client = logged_in(emu, timeout=0.5)
+    res = probe(client, tmp_path, sleep=lambda s: None).run(ACCOUNT)
+    assert res["closed"] and res["close_ms"] is None, res
+    assert "close untimed (an earlier attempt closed it)" in res["detail"]
+    assert requests_to(emu, "DELETE /positions/{dealId}") == 1
+    assert client.positions().data["positions"] == []
+
+
 def test_a_position_that_cannot_be_closed_is_named(emu, tmp_path):
     emu.control(faults={"DELETE /positions/{dealId}": {"status": 503}})
     client = logged_in(emu)
