@@ -87,27 +87,27 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="round trips per injected latency (default 5)")
     args = ap.parse_args()
     with harness.EmulatorProcess() as emu, tempfile.TemporaryDirectory() as state_root:
-        print("order round trip on BTCUSD, %d runs per latency added to POST /positions:" % args.runs)
-        report(
-            "open_ms",
-            (0, 50, 100),
-            lambda ms: emu.control(latency={"POST /positions": ms}),
-            order_figures,
-            emu,
-            args.runs,
-            state_root,
+        # (heading, figure, how one latency is injected, the runs that measure it, how the injection is undone)
+        scenarios = (
+            (
+                "order round trip on BTCUSD, %d runs per latency added to POST /positions:",
+                "open_ms",
+                lambda ms: emu.control(latency={"POST /positions": ms}),
+                order_figures,
+                lambda: emu.control(latency={"POST /positions": None}),
+            ),
+            (
+                "price stream, %d runs per delay before the first quote of a subscription:",
+                "first_quote_ms",
+                lambda ms: emu.control(stream={"first_quote_delay_ms": ms}),
+                stream_figures,
+                lambda: emu.control(stream={"first_quote_delay_ms": 0}),
+            ),
         )
-        emu.control(latency={"POST /positions": None})
-        print("price stream, %d runs per delay before the first quote of a subscription:" % args.runs)
-        report(
-            "first_quote_ms",
-            (0, 50, 100),
-            lambda ms: emu.control(stream={"first_quote_delay_ms": ms}),
-            stream_figures,
-            emu,
-            args.runs,
-            state_root,
-        )
+        for heading, name, inject, measure, undo in scenarios:
+            print(heading % args.runs)
+            report(name, (0, 50, 100), inject, measure, emu, args.runs, state_root)
+            undo()
     return 0
 
 
