@@ -457,7 +457,8 @@ def test_postgres_and_redis_restarts_lose_no_paper_trade(stack):
 
 
 def test_market_data_from_the_broker_emulator(stack):
-    """market_data in broker mode: login with credentials from secret files, poll GET /markets."""
+    """market_data in broker mode: login with credentials from secret files, quotes over the WebSocket price
+    stream, and the REST poll for an epic whose stream goes quiet (reported in the metrics)."""
     stack.run(
         "broker",
         BOT_IMAGE,  # any image with python3 runs the stdlib emulator
@@ -500,15 +501,37 @@ def test_market_data_from_the_broker_emulator(stack):
     wait_for(
         lambda: metric(stack.metrics("market_data-broker"), "tradeops_ticks_total", epic="BTCUSD") >= 3,
         WAIT,
-        "3 BTCUSD ticks polled from the emulator",
+        "3 BTCUSD ticks from the emulator",
     )
     md = stack.metrics("market_data-broker")
     assert metric(md, "tradeops_dependency_up", dependency="broker") == 1
     assert metric(md, "tradeops_market_tradeable", epic="BTCUSD") == 1
+    assert metric(md, "tradeops_stream_up") == 1, "the image has websocket-client and reached ws://<broker>/connect"
+    assert metric(md, "tradeops_stream_last_quote_timestamp_seconds", epic="BTCUSD") > time.time() - 30
+    assert metric(md, "tradeops_market_data_rest_fallback", epic="BTCUSD") == 0
     _, state = stack.http("broker", "/__emulator/state", port=8080)
-    assert json.loads(state)["counters"]["logins"] == 1, "the session is reused, not one login per poll"
+    counters = json.loads(state)["counters"]
+    assert counters["logins"] == 1, "one session for REST and the stream, not one login per poll"
+    assert counters["stream_connections"] == 1, counters
     logs = stack.containers["market_data-broker"].logs().decode(errors="replace")
-    assert '"event": "broker_session_opened"' in logs
+    assert '"event": "broker_session_opened"' in logs and '"event": "stream_connected"' in logs
+
+    # the stream goes quiet for BTCUSD while REST answers: the REST poll carries it, and says so
+    status, _ = stack.http("broker", "/__emulator/control", port=8080, body={"stream": {"silent": ["BTCUSD"]}})
+    assert status == 200
+    wait_for(
+        lambda: metric(stack.metrics("market_data-broker"), "tradeops_market_data_rest_fallback", epic="BTCUSD") == 1,
+        WAIT,
+        "market_data polls REST for BTCUSD",
+    )
+    ticks = metric(stack.metrics("market_data-broker"), "tradeops_ticks_total", epic="BTCUSD")
+    wait_for(
+        lambda: metric(stack.metrics("market_data-broker"), "tradeops_ticks_total", epic="BTCUSD") >= ticks + 3,
+        WAIT,
+        "BTCUSD ticks keep flowing from the REST fallback",
+    )
+    logs = stack.containers["market_data-broker"].logs().decode(errors="replace")
+    assert '"event": "market_data_fallback"' in logs and '"reason": "stream quiet"' in logs
 
 
 def test_no_secret_in_environment_or_logs(stack):

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .config import ConfigError, Settings, build_info, load_settings, read_flags, read_optional_secret, read_secret
+from .feed import MarketFeed
 from .metrics import CONTENT_TYPE, BotMetrics
 from .risk import RiskManager
 from .strategy import Strategies
@@ -190,7 +191,7 @@ class Bot:
         self.lease_holder = False
         self.lease_renewed_at = 0.0
         self._last_conflict_log = 0.0
-        self.broker = None
+        self.feed = None  # market_data in broker mode: the price stream with the REST fallback
         self.strategies = Strategies(settings.sma_short, settings.sma_long)
         self.risk = RiskManager(settings.max_position, settings.max_orders_per_minute, settings.order_size)
         self._prices: dict[str, float] = {}
@@ -206,7 +207,7 @@ class Bot:
             for epic in settings.epics:
                 m.ticks.init(epic=epic)
             if settings.uses_broker:
-                m.dependency_up.set(0, dependency="broker")
+                self.feed = MarketFeed(settings, secrets, m, log)
         elif role == "signal_engine":
             for epic in settings.epics:
                 for side in ("buy", "sell"):
@@ -453,8 +454,7 @@ class Bot:
     def step_market_data(self) -> None:
         r = self.connect_redis()
         if self.s.uses_broker:
-            quotes = self.poll_broker()
-            interval = self.s.broker_poll_interval
+            quotes, interval = self.feed.step()
         else:
             quotes = self.synthetic_quotes()
             interval = self.s.tick_interval
@@ -472,12 +472,14 @@ class Bot:
             for q in quotes:
                 self.metrics.ticks.inc(epic=q["epic"])
                 self.metrics.last_tick.set(q["ts"], epic=q["epic"])
+                self._prices[q["epic"]] = (q["bid"] + q["offer"]) / 2
             self._ticks_since_summary += len(quotes)
         if time.monotonic() - self._tick_summary_at >= 10:
             self.log(
                 "ticks_published",
                 count=self._ticks_since_summary,
                 source="broker" if self.s.uses_broker else "synthetic",
+                rest_fallback=sorted(self.feed.falling_back) if self.feed else [],
                 last={e: self._prices.get(e) for e in self.s.epics},
             )
             self._tick_summary_at, self._ticks_since_summary = time.monotonic(), 0
@@ -496,41 +498,6 @@ class Bot:
                 {"epic": epic, "bid": round(price - spread / 2, 5), "offer": round(price + spread / 2, 5), "ts": now}
             )
         return out
-
-    def poll_broker(self) -> list[dict]:
-        from .broker import BrokerClient, BrokerError, parse_quotes
-
-        if self.broker is None:
-            self.broker = BrokerClient(
-                self.s.broker_base_url,
-                self._secrets["capital_com_api_key"],
-                self._secrets["capital_com_identifier"],
-                self._secrets["capital_com_password"],
-            )
-        try:
-            logins = self.broker.logins
-            details = self.broker.markets(self.s.epics)
-            if self.broker.logins != logins:
-                self.log_add_tokens()
-                self.log("broker_session_opened", base_url=self.s.broker_base_url)
-        except BrokerError as exc:
-            self.metrics.dependency_up.set(0, dependency="broker")
-            self.metrics.errors.inc(kind="broker")
-            self.log("broker_error", level="warning", reason=str(exc), status=exc.status)
-            self.stop.wait(max(exc.retry_after, 2.0))
-            return []
-        self.metrics.dependency_up.set(1, dependency="broker")
-        quotes = []
-        for q in parse_quotes(details):
-            tradeable = q["status"] == "TRADEABLE"
-            self.metrics.market_tradeable.set(1 if tradeable else 0, epic=q["epic"])
-            if tradeable:
-                self._prices[q["epic"]] = (q["bid"] + q["offer"]) / 2
-                quotes.append(q)
-        return quotes
-
-    def log_add_tokens(self) -> None:
-        self.log.add_secret(*self.broker.secrets)
 
     # signal_engine ----------------------------------------------------
     def step_signal_engine(self) -> None:

@@ -2,7 +2,8 @@
 
 Login with POST /session (API key header, identifier and password from secret
 files), then GET /markets?epics=... with the CST and X-SECURITY-TOKEN session
-headers. Tokens live in memory only and never appear in logs, errors or metrics.
+headers. The login's ``streamingHost`` and tokens open the price stream (stream.py).
+Tokens live in memory only and never appear in logs, errors or metrics.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class BrokerClient:
         self._password = password
         self.timeout = timeout
         self._tokens: dict[str, str] | None = None
+        self.streaming_host = ""
         self.logins = 0
 
     def _request(self, method: str, path: str, body: dict | None = None, headers: dict | None = None):
@@ -78,7 +80,23 @@ class BrokerClient:
         if not cst or not token:
             raise BrokerError("POST /session: 200 without CST/X-SECURITY-TOKEN headers", status)
         self._tokens = {"CST": cst, "X-SECURITY-TOKEN": token}
+        try:
+            self.streaming_host = str(json.loads(body).get("streamingHost") or "")
+        except (ValueError, AttributeError):
+            self.streaming_host = ""
         self.logins += 1
+
+    def forget_session(self) -> None:
+        """The next call logs in again (the broker no longer knows the tokens)."""
+        self._tokens = None
+
+    def stream_session(self) -> tuple[str, str, str]:
+        """``(streamingHost, CST, X-SECURITY-TOKEN)`` for the price stream; logs in when there is no session."""
+        if self._tokens is None:
+            self.login()
+        if not self.streaming_host:
+            raise BrokerError("POST /session: the login named no streamingHost")
+        return self.streaming_host, self._tokens["CST"], self._tokens["X-SECURITY-TOKEN"]
 
     @property
     def secrets(self) -> list[str]:

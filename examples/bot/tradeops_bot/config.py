@@ -52,6 +52,15 @@ def _float(env: dict, name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}")
 
 
+def _switch(env: dict, name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("on", "off"):
+        raise ConfigError(f"{name} must be on or off, got {raw!r}")
+    return raw == "on"
+
+
 @dataclass
 class Settings:
     role: str
@@ -69,6 +78,9 @@ class Settings:
     http_port: int = 8000
     tick_interval: float = 0.25
     broker_poll_interval: float = 1.0
+    broker_stream: bool = True  # the WebSocket price stream first, REST where it is quiet
+    stream_stale_after: float = 5.0
+    broker_status_interval: float = 30.0
     sma_short: int = 3
     sma_long: int = 8
     max_position: float = 2.0
@@ -117,6 +129,9 @@ def load_settings(env: dict | None = None) -> Settings:
         http_port=_int(env, "HTTP_PORT", 8000),
         tick_interval=_float(env, "TICK_INTERVAL", 0.25),
         broker_poll_interval=_float(env, "BROKER_POLL_INTERVAL", 1.0),
+        broker_stream=_switch(env, "BROKER_STREAM", True),
+        stream_stale_after=_float(env, "STREAM_STALE_AFTER", 5.0),
+        broker_status_interval=_float(env, "BROKER_STATUS_INTERVAL", 30.0),
         sma_short=_int(env, "SMA_SHORT", 3),
         sma_long=_int(env, "SMA_LONG", 8),
         max_position=_float(env, "RISK_MAX_POSITION", 2.0),

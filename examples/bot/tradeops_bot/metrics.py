@@ -143,6 +143,23 @@ class BotMetrics:
             "tradeops_market_tradeable", "1 when the broker reports the market TRADEABLE (broker mode).", ("epic",)
         )
         self.lease_held = r.gauge("tradeops_lease_held", "1 while this instance holds the execution lease.")
+        # market_data in broker mode: the price stream, and the REST poll that stands in when it is quiet
+        self.stream_up = r.gauge("tradeops_stream_up", "1 while the WebSocket price stream is connected, else 0.")
+        self.stream_last_quote = r.gauge(
+            "tradeops_stream_last_quote_timestamp_seconds",
+            "Unix time of the last quote received over the price stream, per epic (0: none yet).",
+            ("epic",),
+        )
+        self.rest_fallback = r.gauge(
+            "tradeops_market_data_rest_fallback",
+            "1 while market_data polls REST for this epic because its price stream is quiet or down.",
+            ("epic",),
+        )
+        self.rest_fallbacks = r.counter(
+            "tradeops_market_data_rest_fallbacks_total",
+            "Times the REST poll took over from the price stream.",
+            ("epic",),
+        )
         self.errors = r.counter("tradeops_errors_total", "Errors by kind (reconnects, broker errors, ...).", ("kind",))
 
     def render(self) -> str:

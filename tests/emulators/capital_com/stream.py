@@ -92,11 +92,16 @@ class StreamSession:
         self.emu, self.handler, self.markets = emulator, handler, markets
         self.sock = handler.connection
         with emulator.lock:
-            self.cfg = dict(DEFAULTS, **emulator.config.get("stream", {}))
             emulator.counters["stream_connections"] = emulator.counters.get("stream_connections", 0) + 1
         self.subscribed: dict[str, float] = {}  # epic -> when its next quote is due (monotonic)
         self.opened = time.monotonic()
         self.last_ping = self.opened
+
+    @property
+    def cfg(self) -> dict:
+        """The faults in force now: a test can silence an epic of a connection that is already open."""
+        with self.emu.lock:
+            return dict(DEFAULTS, **self.emu.config.get("stream", {}))
 
     def send(self, message: dict) -> None:
         send_frame(self.sock, json.dumps(message).encode())

@@ -29,6 +29,8 @@ def test_settings_defaults_and_overrides():
     )
     assert s.epics == ("OIL_CRUDE",) and s.redis_port == 6380
     assert s.uses_broker and s.broker_base_url == "http://e/api/v1" and not s.needs_postgres
+    assert s.broker_stream and s.stream_stale_after == 5.0, "the price stream is on by default"
+    assert not load_settings({"BOT_ROLE": "market_data", "BROKER_STREAM": " OFF"}).broker_stream
 
 
 @pytest.mark.parametrize(
@@ -40,6 +42,7 @@ def test_settings_defaults_and_overrides():
         ({"BOT_ROLE": "db_writer", "TRADING_MODE": "live", "LIVE_TRADING_APPROVED": "true"}, "LIVE_TRADING_APPROVED"),
         ({"BOT_ROLE": "db_writer", "REDIS_PORT": "abc"}, "REDIS_PORT must be an integer"),
         ({"BOT_ROLE": "db_writer", "EPICS": " , "}, "EPICS is empty"),
+        ({"BOT_ROLE": "market_data", "BROKER_STREAM": "yes"}, "BROKER_STREAM must be on or off, got 'yes'"),
     ],
 )
 def test_wrong_settings_are_refused_with_the_reason(env, message):

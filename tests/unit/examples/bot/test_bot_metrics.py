@@ -24,6 +24,11 @@ CONTRACT = {
     "tradeops_orders_paused": ("gauge", ()),
     "tradeops_bot_info": ("gauge", ("role", "version")),
     "tradeops_dependency_up": ("gauge", ("dependency",)),
+    "tradeops_market_tradeable": ("gauge", ("epic",)),
+    "tradeops_stream_up": ("gauge", ()),
+    "tradeops_stream_last_quote_timestamp_seconds": ("gauge", ("epic",)),
+    "tradeops_market_data_rest_fallback": ("gauge", ("epic",)),
+    "tradeops_market_data_rest_fallbacks_total": ("counter", ("epic",)),
 }
 SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? \S+$')
 
