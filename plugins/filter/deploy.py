@@ -310,20 +310,11 @@ def _block_verdict(block_result, active_block, prometheus_url):
 
 
 def verify_verdict(
-    order,
-    stack="",
-    host="",
-    containers=None,
-    healthy=None,
-    manifest=None,
-    broker=None,
-    targets=None,
-    alerts=None,
-    block=None,
-    active_block=None,
-    prometheus_url="",
+    order, stack="", host="",  # what should run, and where
+    containers=None, healthy=None, manifest=None,  # what Docker and the release state say
+    broker=None, targets=None, alerts=None, block=None, active_block=None, prometheus_url="",  # the checks
     marks_known_good=False,
-):
+):  # fmt: skip
     """The verify summary: ``{lines, problems, ok}``, one line per area, each problem listed.
 
     ``marks_known_good``: this verify is the deploy's own, which marks the manifest known-good when
@@ -406,19 +397,11 @@ def _image(record):
 
 
 def run_summary(
-    outcomes,
-    kind="deploy",
-    order=None,
-    before=None,
-    manifest=None,
-    history=None,
-    seconds=None,
-    failure="",
-    created=None,
-    audit_log="",
-    stack="",
-    host="",
-):
+    outcomes, kind="deploy", order=None,  # what ran
+    before=None, manifest=None, history=None,  # the releases before and after, and their records
+    seconds=None, failure="", created=None,  # how it ended
+    audit_log="", stack="", host="",  # where it is written down
+):  # fmt: skip
     """The closing summary of a deploy or a rollback, and what ``set_stats`` hands to an AWX workflow.
 
     ``outcomes`` is ``_stack_outcomes`` (phases ``apply`` and ``revert`` for a deploy, ``rollback`` for a

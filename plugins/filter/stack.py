@@ -324,17 +324,10 @@ def stack_waivers(services, publish_address="127.0.0.1"):
 
 
 def stack_problems(
-    services,
-    argument_specs=None,
-    trading_mode="paper",
-    live_approved=False,
-    flags=None,
-    emulator_hosts=None,
-    broker_urls=None,
-    stack_name=None,
-    publish_address="127.0.0.1",
-    host_ports=None,
-):
+    services, argument_specs=None,  # the description and its schema
+    trading_mode="paper", live_approved=False, flags=None, emulator_hosts=None, broker_urls=None,  # safety
+    stack_name=None, publish_address="127.0.0.1", host_ports=None,  # names and ports
+):  # fmt: skip
     """Every problem of the stack description, as readable lines naming the service and the field.
 
     ``argument_specs`` is the parsed roles/stack/meta/argument_specs.yml (its ``description`` entry
