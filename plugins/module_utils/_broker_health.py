@@ -55,14 +55,6 @@ CHECK_ORDER = ("time", "clock_skew", "login", "ping", "account")
 ORDER_LOCK_DIR = "_broker"  # under state_root: one lock file per broker account (stack names never start with _)
 
 
-def ms(secs):
-    return None if secs is None else round(secs * 1000.0, 3)
-
-
-def seconds(millis):
-    return None if millis is None else millis / 1000.0
-
-
 class HealthCheck(object):
     """Runs every check against one broker session and builds the module result."""
 
@@ -81,7 +73,7 @@ class HealthCheck(object):
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def record(self, name, ok, detail, latency=None, **extra):
-        entry = dict(ok=bool(ok), skipped=False, latency_ms=ms(latency), detail=detail)
+        entry = dict(ok=bool(ok), skipped=False, latency_ms=_rules.ms(latency), detail=detail)
         entry.update(extra)
         self.checks[name] = entry
         if not ok:
@@ -260,7 +252,7 @@ class HealthCheck(object):
         self.latency = dict(endpoint="GET /ping", samples_ms=samples, slo_ms=slo, quantile=quantile, ok=False)
         try:
             for _sample in range(count):
-                samples.append(ms(self.client.ping().elapsed))
+                samples.append(_rules.ms(self.client.ping().elapsed))
         finally:
             stats = dict(
                 p50_ms=percentile(samples, 0.5),
@@ -508,7 +500,7 @@ class HealthCheck(object):
         lat = result["latency"]
         for label, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
             value = lat.get(key)
-            samples.append(("capital_com_latency_seconds", seconds(value), {"quantile": label}))
+            samples.append(("capital_com_latency_seconds", _rules.seconds_from_ms(value), {"quantile": label}))
         samples.append(("capital_com_latency_slo_seconds", float(self.params["latency_slo_ms"]) / 1000.0, None))
         for epic in self.params["epics"]:
             check = self.checks.get("market:%s" % epic, {})
@@ -517,7 +509,7 @@ class HealthCheck(object):
             samples.append(("capital_com_market_quote_age_seconds", check.get("quote_age_s"), {"epic": epic}))
         for epic, entry in sorted(((self.stream or {}).get("epics") or {}).items()):
             first = entry["first_quote_ms"]
-            samples.append(("capital_com_stream_first_quote_seconds", seconds(first), {"epic": epic}))
+            samples.append(("capital_com_stream_first_quote_seconds", _rules.seconds_from_ms(first), {"epic": epic}))
             samples.append(("capital_com_stream_quotes", entry["quotes"], {"epic": epic}))
             samples.append(("capital_com_stream_last_quote_age_seconds", entry.get("last_quote_age_s"), {"epic": epic}))
         samples.append(("capital_com_clock_skew_seconds", None if self.skew_s is None else round(self.skew_s, 6), None))
@@ -539,8 +531,8 @@ class HealthCheck(object):
         order, epic = self.order, {"epic": self.order["epic"]}
         samples = [
             ("capital_com_order_roundtrip_ok", bool(order["ok"]), epic),
-            ("capital_com_order_open_seconds", seconds(order["open_ms"]), epic),
-            ("capital_com_order_close_seconds", seconds(order["close_ms"]), epic),
+            ("capital_com_order_open_seconds", _rules.seconds_from_ms(order["open_ms"]), epic),
+            ("capital_com_order_close_seconds", _rules.seconds_from_ms(order["close_ms"]), epic),
             ("capital_com_order_latency_slo_seconds", float(self.params["order_latency_slo_ms"]) / 1000.0, None),
             ("capital_com_order_position_left_open", order.get("closed") is False, epic),
             ("capital_com_order_roundtrip_timestamp_seconds", round(time.time(), 3), None),

@@ -23,7 +23,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import fcntl
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from contextlib import contextmanager
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _rules
 from ansible_collections.tradeops.stack.plugins.module_utils._capital_com import CapitalComError
+from ansible_collections.tradeops.stack.plugins.module_utils._state import lock_file
 
 TRADES_PER_ROUND_TRIP = 2  # the open and the close
 CLOSE_ATTEMPTS = 3
@@ -57,18 +57,11 @@ class AccountLock(object):
         os.makedirs(os.path.dirname(self.path), mode=0o750, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
         try:
-            deadline = self.clock() + self.wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if self.clock() >= deadline:
-                        raise RoundTripBusy(
-                            "another order round trip is running on this account (%s held for more than %g s)"
-                            % (self.path, self.wait)
-                        )
-                    self.sleep(0.2)
+            if not lock_file(fd, self.wait, self.clock, self.sleep):
+                raise RoundTripBusy(
+                    "another order round trip is running on this account (%s held for more than %g s)"
+                    % (self.path, self.wait)
+                )
             self.trades = self._read(fd)
             try:
                 yield self
@@ -102,10 +95,6 @@ class AccountLock(object):
     def record(self):
         """Count one trade request sent (a close always is: it is never refused)."""
         self.trades.append(self.now())
-
-
-def _ms(seconds):
-    return round(seconds * 1000.0, 3)
 
 
 def _positions(client):
@@ -211,7 +200,7 @@ class OrderRoundTrip(object):
         if confirm is None:
             self._resolve_unknown(lock, before, size, "no confirmation of %s within %g s" % (ref, self.confirm_timeout))
             return
-        open_ms = res["open_ms"] = _ms(self.clock() - start)
+        open_ms = res["open_ms"] = _rules.ms(self.clock() - start)
         res.update(deal_status=confirm.get("dealStatus"), reason=confirm.get("reason"))
         if confirm.get("dealStatus") != "ACCEPTED":
             res["detail"] = "%s REJECTED the order (%s, %s, size %s): %s" % (
@@ -289,7 +278,7 @@ class OrderRoundTrip(object):
                 continue
             confirm = self._confirmation(ref)
             if confirm is not None and confirm.get("dealStatus") == "ACCEPTED":
-                return _ms(self.clock() - start)
+                return _rules.ms(self.clock() - start)
             last = "close of %s not confirmed: %s" % (deal_id, (confirm or {}).get("reason") or "no confirmation")
         self.result["closed"] = False
         raise CapitalComError(

@@ -22,6 +22,7 @@ import json
 import time
 from contextlib import suppress
 
+from ansible_collections.tradeops.stack.plugins.module_utils import _rules
 from ansible_collections.tradeops.stack.plugins.module_utils._optional import optional_import
 
 websocket, WEBSOCKET_IMPORT_ERROR = optional_import("websocket")
@@ -33,10 +34,6 @@ PING_TIMEOUT_S = 5.0
 def stream_url(streaming_host):
     """``wss://api-streaming-capital.backend-capital.com/`` -> ``.../connect``."""
     return str(streaming_host).rstrip("/") + "/connect"
-
-
-def _ms(seconds):
-    return round(seconds * 1000.0, 3)
 
 
 class StreamCheck(object):
@@ -91,7 +88,7 @@ class StreamCheck(object):
             entry = res["epics"].get(payload.get("epic"))
             if entry is not None:
                 if entry["first_quote_ms"] is None:
-                    entry["first_quote_ms"] = _ms(self.clock() - started)
+                    entry["first_quote_ms"] = _rules.ms(self.clock() - started)
                 entry["quotes"] += 1
                 entry.update(bid=payload.get("bid"), ofr=payload.get("ofr"), timestamp=payload.get("timestamp"))
         elif destination == "marketData.subscribe":
@@ -106,7 +103,7 @@ class StreamCheck(object):
         except Exception as exc:  # websocket-client raises socket, SSL and handshake errors alike
             res["error"] = "cannot connect to the price stream %s: %s" % (self.url, _reason(exc))
             return res
-        res.update(connected=True, connect_ms=_ms(self.clock() - start))
+        res.update(connected=True, connect_ms=_rules.ms(self.clock() - start))
         try:
             self._watch(ws)
         except websocket.WebSocketConnectionClosedException:
@@ -144,7 +141,7 @@ class StreamCheck(object):
                 res["error"] = "no answer to ping within %g s" % PING_TIMEOUT_S
                 return
             if message.get("destination") == "ping" and message.get("correlationId") == correlation:
-                res["ping_ms"] = _ms(self.clock() - sent)
+                res["ping_ms"] = _rules.ms(self.clock() - sent)
                 break
             self._take(message, started)
         self._send(ws, "marketData.unsubscribe", {"epics": self.epics})

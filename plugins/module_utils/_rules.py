@@ -13,7 +13,7 @@ the same answer to the same question:
 - is this a valid stack, service or block name (``check_name``, whole-string
   matches, so a trailing newline is never a name);
 - how many seconds is ``72h`` / ``1h30m`` / ``500ms`` / ``259200``
-  (``parse_duration``);
+  (``parse_duration``), and a timing in milliseconds (``ms``);
 - is a paper block active, given the content of ``blocks/active.json``
   (``active_block``);
 - does a variable name look like it holds a secret (``looks_secret``).
@@ -285,6 +285,17 @@ def from_iso(text):
         return float(calendar.timegm(time.strptime(str(text).rstrip("Z"), "%Y-%m-%dT%H:%M:%S")))
     except ValueError:
         return None
+
+
+def ms(seconds):
+    """A measured time in seconds as milliseconds, to the microsecond (None stays None): the unit of timings
+    in results (``open_ms``, ``first_quote_ms``)."""
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+def seconds_from_ms(millis):
+    """The reverse, for Prometheus, whose unit is the second (None stays None)."""
+    return None if millis is None else millis / 1000.0
 
 
 def human_seconds(seconds):

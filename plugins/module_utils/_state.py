@@ -222,6 +222,23 @@ def undone_on_error(*paths):
                     os.unlink(keep)
 
 
+def lock_file(fd, wait=None, clock=time.monotonic, sleep=time.sleep):
+    """An exclusive flock on an open file: wait as long as it takes (``wait`` None), or give up after
+    ``wait`` seconds and return False. The lock goes with the file's last close, also when the process dies."""
+    if wait is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    deadline = clock() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if clock() >= deadline:
+                return False
+            sleep(0.2)
+
+
 def read_json(path, default=None):
     """The parsed file, or ``default`` when it does not exist. A corrupt file is an error, never ``default``."""
     try:
@@ -292,15 +309,14 @@ class StackState:
         self.ensure()
         path = self.sub(".%s.mutex" % name)
         try:
-            handle = open(path, "a")  # noqa: SIM115 - held across the yield
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
         except OSError as exc:
             raise StateError("cannot open the lock file %s: %s" % (path, exc.strerror or exc))
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            lock_file(fd)
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+            os.close(fd)  # releases the flock
 
     # -- audit log ---------------------------------------------------------------
     def audit(self, action, result, **fields):
@@ -322,7 +338,7 @@ class StackState:
         except OSError as exc:
             raise StateError("cannot append to the audit log %s: %s" % (path, exc.strerror or exc))
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            lock_file(fd)
             start = os.fstat(fd).st_size
             try:
                 _write_all(fd, line)

@@ -341,3 +341,21 @@ def test_an_os_error_reads_as_the_path_and_the_reason():
     assert error_message(_state.StateError("lock.json: field 'expires_at' must be a time")) == (
         "lock.json: field 'expires_at' must be a time"
     )
+
+
+def test_lock_file_waits_or_gives_up_and_is_released_by_the_close(tmp_path):
+    path = str(tmp_path / "x.lock")
+    first = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    second = os.open(path, os.O_RDWR)  # another open file description: flock conflicts as between processes
+    waited = []
+    try:
+        assert _state.lock_file(first) is True
+        assert _state.lock_file(second, wait=0.5, clock=lambda: len(waited) * 0.2, sleep=waited.append) is False
+        assert len(waited) == 3, "polled every 0.2 s until the deadline"
+        os.close(first)
+        first = None
+        assert _state.lock_file(second, wait=0) is True
+    finally:
+        for fd in (first, second):
+            if fd is not None:
+                os.close(fd)
