@@ -38,13 +38,14 @@ bootstrap:  ## .venv, the collection link and a running Docker engine
 images: bootstrap  ## build the locally built images (skips unchanged contexts)
 	@$(BIN)/python examples/images/build.py
 
-lint: bootstrap  ## yamllint, ruff, ansible-lint (production profile), ansible-test sanity, Kubernetes manifests
+lint: bootstrap  ## yamllint, ruff, ansible-lint (production profile), ansible-test sanity, Kubernetes manifests, CI examples
 	$(BIN)/yamllint --strict .
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(LINT_ENV) $(BIN)/ansible-lint --profile production
 	$(BIN)/python tests/tools/gen_docs.py --check
 	$(BIN)/python tests/tools/validate_k8s.py
+	tests/tools/lint_workflows.sh
 	tests/tools/sanity.sh
 
 ansible-lint: bootstrap  ## ansible-lint only (production profile), inside the checkout's own Ansible home; LINT_PATHS= narrows it

@@ -91,6 +91,8 @@ def test_survey_and_schedule_variables_are_read_by_the_playbooks():
     Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
     config = yaml.load((AWX / "configure.yml").read_text(), Loader=Loader)[0]  # noqa: S506 - SafeLoader subclass
     defaults = (ROOT / "roles" / "stack" / "defaults" / "main.yml").read_text()
+    # the job templates' inventory (the project's inventories/paper) reads some, such as tradeops_bot_image
+    inventory = "\n".join(p.read_text() for p in sorted((ROOT / "inventories" / "paper").rglob("*.yml")))
     specs = yaml.safe_load((ROOT / "roles" / "stack" / "meta" / "argument_specs.yml").read_text())["argument_specs"]
     role_options = set(specs["main"]["options"])
     templates = {t["name"]: t for t in config["vars"]["awx_job_templates"]}
@@ -99,6 +101,8 @@ def test_survey_and_schedule_variables_are_read_by_the_playbooks():
 
     def reads(playbook_text: str, name: str) -> bool:
         used = re.search(rf"\b{re.escape(name)}\b\s*(\||\}}|\)|$|\s*(==|!=|if|else|and|or))", playbook_text, re.M)
+        if re.search(r"\{\{\s*%s\b" % re.escape(name), inventory):
+            return True
         if name.startswith(("tradeops_", "stack_")):
             # read by the role: a default of the role that uses it, or a role option set directly
             return bool(used) or name in role_options or bool(re.search(rf"\b{name}\b", defaults))

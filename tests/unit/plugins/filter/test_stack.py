@@ -513,7 +513,7 @@ def test_the_paper_inventory_publishes_no_host_port_twice():
     # the templated values the description reads are literals of the same file
     services = yaml.safe_load(
         raw.replace('"{{ tradeops_broker_base_url }}"', json.dumps(data["tradeops_broker_base_url"])).replace(
-            '"{{ tradeops_bot_image }}"', json.dumps(data["tradeops_bot_image"])
+            '"{{ _tradeops_bot_image }}"', json.dumps("registry.example/cdb-core:1.4.2")
         )
     )["tradeops_stack_services"]
     overrides = {
