@@ -373,9 +373,11 @@ class HaproxyProxy(EdgeProxy):
             "defaults\n"
             "    mode http\n"
             "    log global\n"
-            "    option dontlog-normal\n"  # errors, retries and redispatches only, in the stack's JSON format
+            "    option dontlog-normal\n"  # errors, retries and redispatches only, in the stack's JSON format,
+            # with the stack, service and host, so a query follows a request across the stack's logs
             '    log-format "{\\"ts\\":\\"%%[date,utime(%%Y-%%m-%%dT%%H:%%M:%%SZ)]\\",\\"level\\":\\"warning\\",'
-            '\\"role\\":\\"edge-proxy\\",\\"event\\":\\"request\\",\\"method\\":\\"%%HM\\",\\"uri\\":\\"%%HU\\",'
+            '\\"role\\":\\"edge-proxy\\",\\"stack\\":\\"%s\\",\\"service\\":\\"%s\\",\\"host\\":\\"%%H\\",'
+            '\\"event\\":\\"request\\",\\"method\\":\\"%%HM\\",\\"uri\\":\\"%%HU\\",'
             '\\"status\\":%%ST,\\"server\\":\\"%%s\\",\\"retries\\":\\"%%rc\\",\\"termination\\":\\"%%ts\\",'
             '\\"total_ms\\":%%Ta}"\n'
             "    timeout connect 1500ms\n"
@@ -402,6 +404,8 @@ class HaproxyProxy(EdgeProxy):
             self.slots.service,
             release_id,
             self.runtime_port,
+            self.slots.stack,  # the stack's names are [a-z0-9_-]: nothing to escape in JSON
+            self.slots.service,
             self.backend,
             self.backend,
             COLOUR_HEADER,
