@@ -37,6 +37,8 @@ import math
 import re
 
 from ansible_collections.tradeops.stack.plugins.module_utils import _rules
+from ansible_collections.tradeops.stack.plugins.module_utils._docker import parse_port
+from ansible_collections.tradeops.stack.plugins.module_utils._networks import dashed
 from ansible_collections.tradeops.stack.plugins.module_utils._optional import optional_import
 
 yaml, _YAML_IMPORT_ERROR = optional_import("yaml")
@@ -44,7 +46,6 @@ yaml, _YAML_IMPORT_ERROR = optional_import("yaml")
 MANAGED_BY = "tradeops.stack"
 SECRETS_DIR = "/run/secrets"
 FLAGS_DIR = "/run/config"
-DATA_TIERS = ("data", "trading")
 DEFAULT_TMPFS = ["/tmp"]
 DEFAULT_PERIOD = 5
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
@@ -56,8 +57,9 @@ class ManifestError(ValueError):
 
 
 def k8s_name(name):
-    """``market_data`` -> ``market-data`` (DNS-1123 labels have no underscore)."""
-    return str(name).replace("_", "-").lower()
+    """``market_data`` -> ``market-data``, as in container names; lower case too (a Docker volume name may have
+    capitals, a DNS-1123 label may not)."""
+    return dashed(str(name)).lower()
 
 
 def _fail(svc, field, message):
@@ -193,7 +195,11 @@ def service_ports(svc):
         if value:
             ports.append(int(value))
     for published in svc.get("published_ports") or []:
-        ports.append(int(str(published).rsplit(":", 1)[-1].split("/")[0]))
+        try:
+            container_key, _bind = parse_port(published, None)
+        except ValueError as exc:
+            _fail(svc, "published_ports", str(exc))
+        ports.append(int(container_key.split("/", 1)[0]))
     return sorted(set(ports))
 
 
@@ -208,14 +214,12 @@ class Renderer(object):
         self.volume_size = volume_size
         self.monitoring_namespace = monitoring_namespace
 
-    def meta(self, name, svc=None, **extra):
+    def meta(self, name, svc=None):
         labels = {"app.kubernetes.io/part-of": k8s_name(self.stack), "app.kubernetes.io/managed-by": MANAGED_BY}
         if svc is not None:
             labels["app.kubernetes.io/name"] = k8s_name(svc["name"])
             labels["tradeops.stack/tier"] = tier(svc)
-        out = {"name": name, "namespace": self.namespace, "labels": labels}
-        out.update(extra)
-        return out
+        return {"name": name, "namespace": self.namespace, "labels": labels}
 
     def selector(self, svc):
         return {"app.kubernetes.io/part-of": k8s_name(self.stack), "app.kubernetes.io/name": k8s_name(svc["name"])}

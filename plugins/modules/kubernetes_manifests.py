@@ -162,20 +162,19 @@ def main():
         module.fail_json(msg="services: %s" % exc)
     wanted = dump_files(objects)
     dest = p["dest"]
-    existing = sorted(os.listdir(dest)) if os.path.isdir(dest) else []
-    ours = [f for f in existing if f.endswith(".yaml") and read_text(os.path.join(dest, f)).startswith(HEADER)]
+    names = sorted(os.listdir(dest)) if os.path.isdir(dest) else []
+    current = {f: read_text(os.path.join(dest, f)) for f in names if f.endswith(".yaml")}  # each file read once
     written, diffs = [], []
     for name, text in sorted(wanted.items()):
         path = os.path.join(dest, name)
-        before = read_text(path) if name in existing else ""
+        before = current.get(name, "")
         if before != text:
             written.append(name)
             diffs.append({"before_header": path, "after_header": path, "before": before, "after": text})
-    removed = [f for f in ours if f not in wanted]
+    removed = [f for f, text in sorted(current.items()) if f not in wanted and text.startswith(HEADER)]
     for name in removed:
-        diffs.append(
-            {"before_header": os.path.join(dest, name), "after_header": "(removed)", "before": "x", "after": ""}
-        )
+        path = os.path.join(dest, name)
+        diffs.append({"before_header": path, "after_header": "(removed)", "before": current[name], "after": ""})
     if not module.check_mode:
         try:
             os.makedirs(dest, mode=0o755, exist_ok=True)

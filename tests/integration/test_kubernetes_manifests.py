@@ -43,8 +43,11 @@ def test_writes_once_then_changes_nothing_and_removes_only_its_own_stale_files(t
     (dest / "old-service.yaml").write_text(HEADER + "---\nkind: Deployment\n")  # a service since removed
     (dest / "README.md").write_text("ours, not the module's\n")
     (dest / "hand-made.yaml").write_text("---\nkind: ConfigMap\n")
-    run = render(dest)
+    run = run_playbook(
+        PLAYBOOK, {"tradeops_manifests_dir": str(dest)}, inventory=ROOT / "inventories" / "paper", diff=True
+    )
     assert run.rc == 0, run.output[-2000:]
+    assert "-kind: Deployment" in run.output, "the diff shows what the removed file held"
     left = {p.name for p in dest.iterdir()}
     assert "old-service.yaml" not in left and {"README.md", "hand-made.yaml"} <= left
 
