@@ -109,10 +109,10 @@ class StreamSession:
     def serve(self) -> None:
         try:
             while True:
-                now = time.monotonic()
-                if self.cfg["drop_after_s"] is not None and now - self.opened >= float(self.cfg["drop_after_s"]):
+                now, cfg = time.monotonic(), self.cfg  # the faults in force, read once per turn
+                if cfg["drop_after_s"] is not None and now - self.opened >= float(cfg["drop_after_s"]):
                     return  # the fault: the server goes away without a close frame
-                if now - self.last_ping > float(self.cfg["ping_timeout_s"]):
+                if now - self.last_ping > float(cfg["ping_timeout_s"]):
                     send_frame(self.sock, struct.pack("!H", 1000), OP_CLOSE)
                     return
                 due = min(self.subscribed.values(), default=now + 0.5)
@@ -174,12 +174,13 @@ class StreamSession:
             self.send(dict(reply, status="ERROR", payload={"errorCode": "error.invalid.destination"}))
 
     def quote_due(self, now: float) -> None:
-        interval = float(self.cfg["interval_ms"]) / 1000.0
+        cfg = self.cfg
+        interval = float(cfg["interval_ms"]) / 1000.0
         for epic, due in list(self.subscribed.items()):
             if now < due:
                 continue
             self.subscribed[epic] = now + interval
-            if epic in self.cfg["silent"]:
+            if epic in cfg["silent"]:
                 continue
             with self.emu.lock:
                 snap = self.emu.market_view(epic, time.time())["snapshot"]
